@@ -1,0 +1,65 @@
+"""Where the GACN checkpoint comes from: --weights, $GACN_WEIGHTS, or a verified download."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from engine.errors import CheckpointError
+from engine.imageio import write_bytes_atomic
+
+log = logging.getLogger(__name__)
+
+OFFICIAL_URL = "https://github.com/Keep-Passion/GACN/raw/master/nets/parameters/GACN.pkl"
+OFFICIAL_SHA256 = "08c4c30ebb3fc9050ab9423e2d8c6c70a8c2e95141426f263814ed45727ac352"
+OFFICIAL_SIZE = 288_749
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "gacn-engine"
+
+
+def _manual_hint() -> str:
+    return (f"Download {OFFICIAL_URL} by hand (sha256 {OFFICIAL_SHA256}) and pass it with "
+            "--weights PATH or the GACN_WEIGHTS environment variable.")
+
+
+def download_official(dest: Path, url: str | None = None, timeout: float = 30.0) -> Path:
+    """Fetch the public checkpoint, refuse it unless its sha256 matches, then publish atomically."""
+    url = url or os.environ.get("GACN_WEIGHTS_URL", OFFICIAL_URL)
+    log.info("downloading the GACN checkpoint from %s", url)
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            data = resp.read(OFFICIAL_SIZE * 4)
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        reason = getattr(e, "reason", e)
+        raise CheckpointError(f"no --weights given and the checkpoint could not be downloaded from {url} "
+                              f"({reason}); you may be offline. {_manual_hint()}") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != OFFICIAL_SHA256:
+        raise CheckpointError(f"the file downloaded from {url} has sha256 {digest}, not the official "
+                              f"{OFFICIAL_SHA256}; it was not used. {_manual_hint()}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(dest, data)
+    return dest
+
+
+def resolve_weights(path: str | os.PathLike | None = None) -> Path:
+    """The checkpoint to use; downloads into the user cache only when nothing was given."""
+    explicit = path or os.environ.get("GACN_WEIGHTS")
+    if explicit:
+        p = Path(explicit).expanduser()
+        if not p.is_file():
+            source = "--weights" if path else "GACN_WEIGHTS"
+            raise CheckpointError(f"{p}: no such checkpoint file (from {source})")
+        return p
+    cached = cache_dir() / "GACN.pkl"
+    if cached.is_file():
+        if hashlib.sha256(cached.read_bytes()).hexdigest() == OFFICIAL_SHA256:
+            return cached
+        log.warning("cached checkpoint %s fails its checksum; downloading it again", cached)
+    return download_official(cached)

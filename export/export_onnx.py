@@ -1,0 +1,61 @@
+"""Export GACN to ONNX: the portable graph (standard ops) or the TensorRT plugin graph.
+
+    python export/export_onnx.py --weights GACN.pkl -o gacn.onnx
+    python export/export_onnx.py --weights GACN.pkl -o gacn_trt_fp16.onnx --plugins --fp16
+
+I/O: ``luma`` [K,1,H,W] float32 (frame 0 = source A) -> ``decision``, ``mask`` [K-1,1,H,W]
+float32; H, W and K are dynamic. See export/onnx_graph.py for why this split is fastest.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repo importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import onnx  # noqa: E402
+
+from engine.errors import GacnError  # noqa: E402
+from engine.imageio import write_bytes_atomic  # noqa: E402
+from export.checkpoint import load_gacn, sha256_of  # noqa: E402
+from export.onnx_graph import build_model  # noqa: E402
+
+log = logging.getLogger("export_onnx")
+
+
+def export(weights: Path, output: Path, *, plugins: bool = False, fp16: bool = False) -> onnx.ModelProto:
+    from engine import __version__
+    params = load_gacn(weights)
+    meta = {"gacn.checkpoint_sha256": sha256_of(weights), "gacn.exporter": f"gacn-engine {__version__}",
+            "gacn.precision": "fp16" if fp16 else "fp32"}
+    model = build_model(params, plugins=plugins, fp16=fp16, metadata=meta)
+    onnx.checker.check_model(model, full_check=not plugins)
+    onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=not plugins)
+    write_bytes_atomic(output, model.SerializeToString())
+    log.info("wrote %s (%d nodes, opset %d)", output, len(model.graph.node), model.opset_import[0].version)
+    return model
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--weights", required=True, type=Path, help="GACN checkpoint (GACN.pkl)")
+    p.add_argument("-o", "--output", required=True, type=Path)
+    p.add_argument("--plugins", action="store_true", help="TensorRT graph: GacnActivity/GacnSpatialGate/GacnBoundaryRefine nodes")
+    p.add_argument("--fp16", action="store_true", help="with --plugins: FP16 convolutions, plugins computing in FP32 inside")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.fp16 and not args.plugins:
+        p.error("--fp16 applies to the TensorRT plugin graph (--plugins); the portable graph is float32")
+    try:
+        export(args.weights, args.output, plugins=args.plugins, fp16=args.fp16)
+    except GacnError as e:
+        print(f"export_onnx: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""GACN in PyTorch: the reference the other paths are checked against (spec sections 2-6).
+
+The network takes K >= 2 luma planes stacked as ``[K, 1, H, W]``: frame 0 is the reference
+(source A) and each other frame k is a source B. It returns D and M for the K-1 pairs
+(0, k), so a pair is K = 2 and a focus stack's decision calibration (spec section 8) shares
+frame 0's features across the batch. The steps are separate methods so the PyTorch-CUDA
+backend can replace the activity, spatial-gate and boundary steps with its kernels.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from export.checkpoint import CONV_BLOCKS, SSE_CHANNELS, load_gacn
+
+BN_EPS = 1e-5
+SHARPNESS = 1000.0        # sigmoid(1000 * x) in spec sections 4 and 5
+ACTIVITY_RADIUS = 5       # 11x11 box sum
+GAUSS_RADIUS, GAUSS_SIGMA = 4, 8.0
+GF_RADIUS, GF_EPS = 3, 0.1
+THRESH_HIGH, THRESH_LOW = 0.8, 0.1
+
+
+def gaussian_taps() -> np.ndarray:
+    """1-D taps whose outer product is the spec's normalised 9x9 Gaussian (it is separable)."""
+    x = np.arange(-GAUSS_RADIUS, GAUSS_RADIUS + 1, dtype=np.float64)
+    g = np.exp(-x * x / (2 * GAUSS_SIGMA ** 2))
+    return g / g.sum()
+
+
+class ConvBlock(nn.Module):
+    """Conv3x3 -> ReLU -> BatchNorm (inference). BatchNorm comes after the ReLU."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, padding=(1, 1))
+        self.bn = nn.BatchNorm2d(cout, eps=BN_EPS)
+
+    def bn_affine(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """BatchNorm as y = scale * x + shift per channel."""
+        scale = self.bn.weight / torch.sqrt(self.bn.running_var + BN_EPS)
+        return scale, self.bn.bias - self.bn.running_mean * scale
+
+    def forward(self, x):
+        scale, shift = self.bn_affine()
+        return F.relu(self.conv(x)) * scale[:, None, None] + shift[:, None, None]
+
+
+class ChannelSE(nn.Module):
+    """Squeeze-excitation over channels; its global mean ties every pixel to the whole image."""
+
+    def __init__(self, c: int = 16, hidden: int = 2):
+        super().__init__()
+        self.fc1 = nn.Linear(c, hidden, bias=False)
+        self.fc2 = nn.Linear(hidden, c, bias=False)
+
+    def forward(self, x):
+        s = torch.sigmoid(self.fc2(F.relu(self.fc1(x.mean(dim=(2, 3))))))
+        return x * s[:, :, None, None]
+
+
+class SpatialSE(nn.Module):
+    """x * sigmoid(conv7x7(x; C -> 1))."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.conv = nn.Conv2d(c, 1, 7, padding=(3, 3), bias=False)
+
+    def forward(self, x):
+        return x * torch.sigmoid(self.conv(x))
+
+
+def box_sum(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """Sum over the (2r+1)^2 window with zero padding, per channel, as two 1-D passes."""
+    c = x.shape[1]
+    k = 2 * radius + 1
+    ones_h = torch.ones((c, 1, 1, k), dtype=x.dtype, device=x.device)
+    x = F.conv2d(x, ones_h, padding=(0, radius), groups=c)
+    return F.conv2d(x, ones_h.transpose(2, 3), padding=(radius, 0), groups=c)
+
+
+def squared_gradient(f: torch.Tensor) -> torch.Tensor:
+    """G of spec section 4: squared differences to the left and upper neighbours (zero outside)."""
+    left = F.pad(f, (1, 0, 0, 0))[:, :, :, :-1]
+    up = F.pad(f, (0, 0, 1, 0))[:, :, :-1, :]
+    return (left - f) ** 2 + (up - f) ** 2
+
+
+class GACN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        fe = [(1, 16), (16, 16), (32, 16), (48, 16)]
+        self.fe_blocks = nn.ModuleList(ConvBlock(i, o) for i, o in fe)
+        self.cse = nn.ModuleList(ChannelSE() for _ in range(4))
+        dp = [(64, 48), (48, 32), (32, 16), (16, 1)]
+        self.dp_blocks = nn.ModuleList(ConvBlock(i, o) for i, o in dp)
+        self.sse = nn.ModuleList(SpatialSE(c) for c in (64, 48, 32, 16, 1))
+        g = torch.from_numpy(gaussian_taps()).float()
+        self.register_buffer("gauss", g, persistent=False)
+
+    # -- weights --------------------------------------------------------------------------
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike) -> "GACN":
+        """Build from an official checkpoint, strictly (its own key names)."""
+        return cls().load_official(load_gacn(path)).eval()
+
+    def load_official(self, params: dict[str, np.ndarray]) -> "GACN":
+        t = lambda k: torch.from_numpy(params[k].copy())  # noqa: E731
+        names = list(CONV_BLOCKS)
+        with torch.no_grad():
+            for blk, block in zip(names, [*self.fe_blocks, *self.dp_blocks]):
+                block.conv.weight.copy_(t(f"{blk}.{blk}_Conv2d.weight"))
+                block.conv.bias.copy_(t(f"{blk}.{blk}_Conv2d.bias"))
+                for p in ("weight", "bias", "running_mean", "running_var"):
+                    getattr(block.bn, p).copy_(t(f"{blk}.{blk}_BatchNorm.{p}"))
+            for i, cse in enumerate(self.cse):
+                cse.fc1.weight.copy_(t(f"se_{i}.fc.0.weight"))
+                cse.fc2.weight.copy_(t(f"se_{i}.fc.2.weight"))
+            for i, sse in zip(SSE_CHANNELS, self.sse):
+                sse.conv.weight.copy_(t(f"se_{i}.fc.0.weight"))
+        return self
+
+    # -- the steps --------------------------------------------------------------------------
+    def features(self, y: torch.Tensor) -> torch.Tensor:
+        """Spec section 3: [B,1,H,W] luma -> [B,64,H,W] features (shared weights)."""
+        f0 = self.cse[0](self.fe_blocks[0](y))
+        f1 = self.cse[1](self.fe_blocks[1](f0))
+        f2 = self.cse[2](self.fe_blocks[2](torch.cat((f0, f1), 1)))
+        f3 = self.cse[3](self.fe_blocks[3](torch.cat((f0, f1, f2), 1)))
+        return torch.cat((f0, f1, f2, f3), 1)
+
+    @staticmethod
+    def activity(fa: torch.Tensor, fb: torch.Tensor) -> torch.Tensor:
+        """Spec section 4: Bm = sigmoid(1000 * boxsum(G_A - G_B)); fa may have batch 1."""
+        diff = squared_gradient(fa) - squared_gradient(fb)
+        return torch.sigmoid(SHARPNESS * box_sum(diff, ACTIVITY_RADIUS))
+
+    def decision_logits(self, bm: torch.Tensor) -> torch.Tensor:
+        """Spec section 5 up to d4 (before the final sigmoid)."""
+        x = self.sse[0](bm)
+        for block, sse in zip(self.dp_blocks, self.sse[1:]):
+            x = sse(block(x))
+        return x
+
+    def boundary_refine(self, d4, ya, yb):
+        """Spec sections 5 (last line) and 6: d4 and the luma planes -> (D, M)."""
+        d = torch.sigmoid(SHARPNESS * d4)
+        g = self.gauss.to(d.dtype)
+        bl = F.conv2d(F.conv2d(d, g.view(1, 1, 1, -1), padding=(0, GAUSS_RADIUS)),
+                      g.view(1, 1, -1, 1), padding=(GAUSS_RADIUS, 0))
+        m1 = (bl > THRESH_HIGH).to(d.dtype)
+        m2 = (bl < THRESH_LOW).to(d.dtype)
+        m3 = m1 * bl + m2 * (1 - bl)
+        bd = 1 - torch.abs(2 * (bl * m3 + 0.5 * (1 - m3)) - 1)
+        guide = ya * d + (1 - d) * yb
+        gf = guided_filter(guide, d, GF_RADIUS, GF_EPS)
+        return d, gf * bd + d * (1 - bd)
+
+    def forward(self, luma: torch.Tensor):
+        """[K,1,H,W] luma (frame 0 = reference) -> D, M each [K-1,1,H,W]."""
+        f = self.features(luma)
+        bm = self.activity(f[:1], f[1:])
+        d4 = self.decision_logits(bm)
+        return self.boundary_refine(d4, luma[:1], luma[1:])
+
+
+def guided_filter(guide, src, radius: int, eps: float):
+    """He et al.'s guided filter with box means over the window clipped to the image."""
+    ones = torch.ones_like(guide[:1])
+    n = box_sum(ones, radius)
+    mean = lambda x: box_sum(x, radius) / n  # noqa: E731
+    mi, mp = mean(guide), mean(src)
+    a = (mean(guide * src) - mi * mp) / (mean(guide * guide) - mi * mi + eps)
+    b = mp - a * mi
+    return mean(a) * guide + mean(b)

@@ -1,0 +1,292 @@
+"""The GACN ONNX graph, written node by node from a numpy state dict.
+
+Built directly with ``onnx.helper`` rather than traced from PyTorch, so that the runtime can
+make it from the official checkpoint on machines without torch, and so every op is chosen
+for speed: both sources through feature extraction as one batch, one box sum of
+(G_A - G_B), separable box and Gaussian filters, shifts by Pad+Slice, BatchNorm scales
+folded into the convolution before the ReLU where they are positive.
+
+I/O (float32, dynamic K, H, W):
+  ``luma``     [K, 1, H, W]  luma planes, frame 0 is the reference A, frames 1.. are B
+  ``decision`` [K-1, 1, H, W] D for each pair (0, k)  (spec section 5)
+  ``mask``     [K-1, 1, H, W] M for each pair (0, k)  (spec section 6)
+Colour conversion (section 1), the blend and rounding (section 7) and stack selection
+(section 8) stay outside: they are cheap elementwise work that the runtime does on the
+uint8 planes it already holds.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from export.checkpoint import CONV_BLOCKS, SSE_CHANNELS
+
+OPSET = 17  # ReduceMean takes axes as an attribute up to opset 17
+GRAPH_VERSION = "1"
+SPEC_SECTIONS = "2,3,4,5,6"
+BN_EPS = 1e-5
+SHARPNESS = 1000.0
+ACTIVITY_RADIUS = 5
+GAUSS_RADIUS, GAUSS_SIGMA = 4, 8.0
+GF_RADIUS, GF_EPS = 3, 0.1
+THRESH_HIGH, THRESH_LOW = 0.8, 0.1
+PLUGIN_DOMAIN = "ai.onnx.contrib"   # where ONNX Runtime finds custom ops; TensorRT matches op_type
+
+
+def gaussian_taps() -> np.ndarray:
+    """1-D taps whose outer product is the spec's normalised 9x9 Gaussian (sigma 8)."""
+    x = np.arange(-GAUSS_RADIUS, GAUSS_RADIUS + 1, dtype=np.float64)
+    g = np.exp(-x * x / (2 * GAUSS_SIGMA ** 2))
+    return g / g.sum()
+
+
+def bn_affine(params: dict[str, np.ndarray], blk: str) -> tuple[np.ndarray, np.ndarray]:
+    """Inference BatchNorm of a block as per-channel (scale, shift), computed in float64."""
+    p = lambda n: params[f"{blk}.{blk}_BatchNorm.{n}"].astype(np.float64)  # noqa: E731
+    scale = p("weight") / np.sqrt(p("running_var") + BN_EPS)
+    return scale, p("bias") - p("running_mean") * scale
+
+
+class _Builder:
+    """Minimal node/initializer bookkeeping with unique names."""
+
+    def __init__(self):
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self._n = 0
+
+    def name(self, hint: str) -> str:
+        self._n += 1
+        return f"{hint}_{self._n}"
+
+    def const(self, value, hint="c", dtype=np.float32) -> str:
+        n = self.name(hint)
+        self.inits.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), n))
+        return n
+
+    def op(self, op_type: str, inputs: list[str], hint: str | None = None, n_out: int = 1, domain: str = "", **attrs):
+        outs = [self.name(hint or op_type.lower()) for _ in range(n_out)]
+        self.nodes.append(helper.make_node(op_type, inputs, outs, name=self.name(op_type), domain=domain, **attrs))
+        return outs[0] if n_out == 1 else outs
+
+
+class GacnGraph:
+    """Emits GACN into a ``_Builder``; ``plugins`` swaps three steps for custom nodes.
+
+    ``fp16`` (plugin graph only) stores convolution weights and activations in float16 while
+    the steps that need float32 keep it: the channel-SE means, the custom operations (which
+    compute in float32 inside) and the luma planes and maps at the graph's edges.
+    """
+
+    def __init__(self, params: dict[str, np.ndarray], plugins: bool = False, fp16: bool = False):
+        if fp16 and not plugins:
+            raise ValueError("float16 is for the TensorRT plugin graph; the portable graph is float32")
+        self.p, self.plugins, self.b = params, plugins, _Builder()
+        self.wtype = np.float16 if fp16 else np.float32
+        self.value_info: list[onnx.ValueInfoProto] = []
+
+    def declare(self, name: str, dtype: np.dtype, shape: list) -> str:
+        """Type a custom node's output so checkers and shape inference see through it."""
+        elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+        self.value_info.append(helper.make_tensor_value_info(name, elem, shape))
+        return name
+
+    # -- building blocks (spec section 2) --------------------------------------------------
+    def conv(self, x, w, bias=None, pad=(0, 0, 0, 0), group=1, hint="conv", dtype=None):
+        dtype = dtype or self.wtype
+        ins = [x, self.b.const(w, "w", dtype)] + ([self.b.const(bias, "b", dtype)] if bias is not None else [])
+        return self.b.op("Conv", ins, hint, kernel_shape=list(w.shape[2:]), pads=list(pad), group=group)
+
+    def conv_block_raw(self, x, blk):
+        """Conv3x3 with the BatchNorm scale folded in where that is exact; returns (y, scale, shift).
+
+        ReLU(x) * s == ReLU(x * s) for s > 0, so positive scales move into the weights and
+        ``relu(y) + shift`` completes the block. Non-positive scales stay explicit.
+        """
+        w = self.p[f"{blk}.{blk}_Conv2d.weight"].astype(np.float64)
+        bias = self.p[f"{blk}.{blk}_Conv2d.bias"].astype(np.float64)
+        scale, shift = bn_affine(self.p, blk)
+        fold = np.where(scale > 0, scale, 1.0)
+        y = self.conv(x, w * fold[:, None, None, None], bias * fold, pad=(1, 1, 1, 1), hint=blk)
+        rest = scale / fold
+        return y, rest, shift
+
+    def conv_block(self, x, blk):
+        y, rest, shift = self.conv_block_raw(x, blk)
+        y = self.b.op("Relu", [y])
+        if not np.all(rest == 1.0):
+            y = self.b.op("Mul", [y, self.b.const(rest.reshape(-1, 1, 1), "s")])
+        return self.b.op("Add", [y, self.b.const(shift.reshape(-1, 1, 1), "t", self.wtype)], f"{blk}_out")
+
+    def channel_se(self, x, i):
+        # Mean over W then H: GlobalAveragePool's float32 sum is off by ~2e-5 relative at
+        # 520x520, and this scale multiplies every feature (the activity step amplifies 1000x).
+        b, f32 = self.b, np.float32
+        xf = b.op("Cast", [x], to=TensorProto.FLOAT) if self.wtype != f32 else x
+        s = b.op("ReduceMean", [b.op("ReduceMean", [xf], axes=[3])], axes=[2])
+        fc1 = self.p[f"se_{i}.fc.0.weight"]
+        fc2 = self.p[f"se_{i}.fc.2.weight"]
+        s = b.op("Relu", [self.conv(s, fc1[:, :, None, None], dtype=f32)])
+        s = self.sigmoid_exact(self.conv(s, fc2[:, :, None, None], dtype=f32))
+        if self.wtype != f32:
+            s = b.op("Cast", [s], to=TensorProto.FLOAT16)
+        return self.b.op("Mul", [x, s], f"cse{i}")
+
+    def sigmoid_exact(self, x):
+        """1 / (1 + exp(-x)): ONNX Runtime's Sigmoid is a polynomial off by up to 1.7e-7."""
+        b = self.b
+        return b.op("Reciprocal", [b.op("Add", [b.op("Exp", [b.op("Neg", [x])]), b.const(1.0)])])
+
+    def spatial_se(self, x, i):
+        """x * sigmoid(conv7x7(x; C -> 1)).
+
+        A convolution with one output channel wastes 15/16 of ONNX Runtime's blocked (NCHWc)
+        kernels, so the 7x7 C->1 filter runs as a 7x1 C->7 pass (one output per kernel
+        column) followed by a 1x7 7->1 pass that adds the columns: 3.5x faster, same sum.
+        """
+        w = self.p[f"se_{i}.fc.0.weight"][0].astype(np.float32)          # [C, 7, 7]
+        c = w.shape[0]
+        if c == 1:
+            logits = self.conv(x, w[None], pad=(3, 3, 3, 3))
+        else:
+            cols = np.ascontiguousarray(w.transpose(2, 0, 1)[..., None])      # [7 (col), C, 7 (row), 1]
+            pick = np.eye(7, dtype=np.float32)[None, :, None, :]              # [1, 7, 1, 7]
+            logits = self.conv(self.conv(x, cols, pad=(3, 0, 3, 0), hint="sse_cols"), pick, pad=(0, 3, 0, 3))
+        return self.b.op("Mul", [x, self.b.op("Sigmoid", [logits])], f"sse{i}")
+
+    def box_sum(self, x, channels: int, radius: int):
+        """Zero-padded (2r+1)^2 window sum per channel, as two depthwise 1-D convolutions."""
+        k = 2 * radius + 1
+        ones = np.ones((channels, 1, 1, k), np.float32)
+        x = self.conv(x, ones, pad=(0, radius, 0, radius), group=channels, hint="boxh")
+        return self.conv(x, ones.transpose(0, 1, 3, 2), pad=(radius, 0, radius, 0), group=channels, hint="boxv")
+
+    def slice(self, x, start, end, axis):
+        b = self.b
+        return b.op("Slice", [x, b.const([start], "st", np.int64), b.const([end], "en", np.int64),
+                              b.const([axis], "ax", np.int64)])
+
+    # -- the network ---------------------------------------------------------------------------
+    def features(self, y):
+        blocks = list(CONV_BLOCKS)[:4]
+        f0 = self.channel_se(self.conv_block(y, blocks[0]), 0)
+        f1 = self.channel_se(self.conv_block(f0, blocks[1]), 1)
+        c01 = self.b.op("Concat", [f0, f1], axis=1)
+        f2 = self.channel_se(self.conv_block(c01, blocks[2]), 2)
+        c012 = self.b.op("Concat", [c01, f2], axis=1)
+        f3 = self.channel_se(self.conv_block(c012, blocks[3]), 3)
+        return self.b.op("Concat", [c012, f3], "features", axis=1)
+
+    def activity(self, feats):
+        fa, fb = self.slice(feats, 0, 1, 0), self.slice(feats, 1, 2 ** 62, 0)
+        if self.plugins:
+            bm = self.b.op("GacnActivity", [fa, fb], "bm", domain=PLUGIN_DOMAIN, plugin_version="1", plugin_namespace="")
+            return self.declare(bm, self.wtype, ["pairs", 64, "height", "width"])
+        b = self.b
+        # G = (F(j-1) - F)^2 + (F(i-1) - F)^2: each difference is one depthwise 2-tap conv.
+        dx = self.conv(feats, np.tile(np.array([1, -1], np.float32).reshape(1, 1, 1, 2), (64, 1, 1, 1)), pad=(0, 1, 0, 0), group=64, hint="dx")
+        dy = self.conv(feats, np.tile(np.array([1, -1], np.float32).reshape(1, 1, 2, 1), (64, 1, 1, 1)), pad=(1, 0, 0, 0), group=64, hint="dy")
+        g = b.op("Add", [b.op("Mul", [dx, dx]), b.op("Mul", [dy, dy])])
+        # The box sum is linear: one horizontal pass over all frames, the A - B difference,
+        # then one vertical pass with the 1000x sharpness folded into its taps.
+        k = 2 * ACTIVITY_RADIUS + 1
+        rows = self.conv(g, np.ones((64, 1, 1, k), np.float32), pad=(0, ACTIVITY_RADIUS, 0, ACTIVITY_RADIUS), group=64, hint="boxh")
+        diff = b.op("Sub", [self.slice(rows, 0, 1, 0), self.slice(rows, 1, 2 ** 62, 0)])
+        s = self.conv(diff, np.full((64, 1, k, 1), SHARPNESS, np.float32), pad=(ACTIVITY_RADIUS, 0, ACTIVITY_RADIUS, 0), group=64, hint="boxv")
+        return b.op("Sigmoid", [s], "bm")
+
+    def gated(self, x, blk, sse_index):
+        """ConvBlock followed by its spatial SE (spec section 5)."""
+        if self.plugins:
+            y, scale, shift = self.conv_block_raw(x, blk)
+            return self.spatial_gate_plugin(y, sse_index, scale, shift)
+        return self.spatial_se(self.conv_block(x, blk), sse_index)
+
+    def spatial_gate_plugin(self, x, i, scale=None, shift=None):
+        """GacnSpatialGate(x, weight[C,7,7], bn[2,C]; relu): u = bn(relu(x)), u * sigmoid(conv7x7(u)).
+
+        The gate takes the preceding ConvBlock's ReLU and BatchNorm, so the block's output
+        never makes a round trip through memory before the gate reads it.
+        """
+        w = self.p[f"se_{i}.fc.0.weight"][0].astype(np.float32)
+        c = w.shape[0]
+        relu = scale is not None
+        if not relu:
+            scale, shift = np.ones(c), np.zeros(c)
+        bn = np.stack([scale, shift]).astype(np.float32)
+        y = self.b.op("GacnSpatialGate", [x, self.b.const(w, "gate_w"), self.b.const(bn, "gate_bn")], f"sse{i}",
+                      domain=PLUGIN_DOMAIN, relu=int(relu), plugin_version="1", plugin_namespace="")
+        return self.declare(y, self.wtype, ["pairs", c, "height", "width"])
+
+    def decision_logits(self, bm):
+        x = self.spatial_gate_plugin(bm, 4) if self.plugins else self.spatial_se(bm, 4)
+        for blk, i in zip(list(CONV_BLOCKS)[4:], (5, 6, 7, 8)):
+            x = self.gated(x, blk, i)
+        return x
+
+    def boundary_refine(self, d4, ya, yb):
+        b = self.b
+        if self.plugins:
+            d, m = b.op("GacnBoundaryRefine", [d4, ya, yb], "dm", n_out=2, domain=PLUGIN_DOMAIN,
+                        plugin_version="1", plugin_namespace="")
+            return tuple(self.declare(t, np.float32, ["pairs", 1, "height", "width"]) for t in (d, m))
+        one = b.const(1.0)
+        d = b.op("Sigmoid", [b.op("Mul", [d4, b.const(SHARPNESS)])], "d")
+        g = gaussian_taps().astype(np.float32)
+        bl = self.conv(self.conv(d, g.reshape(1, 1, 1, -1), pad=(0, 4, 0, 4)), g.reshape(1, 1, -1, 1), pad=(4, 0, 4, 0), hint="bl")
+        m1 = b.op("Cast", [b.op("Greater", [bl, b.const(THRESH_HIGH)])], to=TensorProto.FLOAT)
+        m2 = b.op("Cast", [b.op("Less", [bl, b.const(THRESH_LOW)])], to=TensorProto.FLOAT)
+        m3 = b.op("Add", [b.op("Mul", [m1, bl]), b.op("Mul", [m2, b.op("Sub", [one, bl])])])
+        # 2*(Bl*m3 + 0.5*(1-m3)) - 1 == m3 * (2*Bl - 1)
+        two_bl_1 = b.op("Sub", [b.op("Mul", [bl, b.const(2.0)]), one])
+        bd = b.op("Sub", [one, b.op("Abs", [b.op("Mul", [m3, two_bl_1])])], "bd")
+        guide = b.op("Add", [b.op("Mul", [ya, d]), b.op("Mul", [b.op("Sub", [one, d]), yb])], "guide")
+        # Guided filter: four box sums in one grouped pass, then two.
+        count = self.box_sum(b.op("ConstantOfShape", [b.op("Shape", [ya])], value=helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])), 1, GF_RADIUS)
+        inv_n = b.op("Reciprocal", [count])
+        stacked = b.op("Concat", [guide, d, b.op("Mul", [guide, d]), b.op("Mul", [guide, guide])], axis=1)
+        means = b.op("Mul", [self.box_sum(stacked, 4, GF_RADIUS), inv_n])
+        mi, mp, mip, mii = (self.slice(means, c, c + 1, 1) for c in range(4))
+        cov = b.op("Sub", [mip, b.op("Mul", [mi, mp])])
+        var = b.op("Sub", [mii, b.op("Mul", [mi, mi])])
+        a = b.op("Div", [cov, b.op("Add", [var, b.const(GF_EPS)])])
+        bb = b.op("Sub", [mp, b.op("Mul", [a, mi])])
+        mab = b.op("Mul", [self.box_sum(b.op("Concat", [a, bb], axis=1), 2, GF_RADIUS), inv_n])
+        q = b.op("Add", [b.op("Mul", [self.slice(mab, 0, 1, 1), guide]), self.slice(mab, 1, 2, 1)])
+        m = b.op("Add", [b.op("Mul", [q, bd]), b.op("Mul", [d, b.op("Sub", [one, bd])])], "m")
+        return d, m
+
+
+def build_model(params: dict[str, np.ndarray], *, plugins: bool = False, fp16: bool = False,
+                metadata: dict[str, str] | None = None) -> onnx.ModelProto:
+    """The full GACN graph (see module docstring for I/O)."""
+    g = GacnGraph(params, plugins=plugins, fp16=fp16)
+    b = g.b
+    luma = "luma"
+    x = b.op("Cast", [luma], "luma16", to=TensorProto.FLOAT16) if fp16 else luma
+    feats = g.features(x)
+    bm = g.activity(feats)
+    d4 = g.decision_logits(bm)
+    ya, yb = g.slice(luma, 0, 1, 0), g.slice(luma, 1, 2 ** 62, 0)
+    d, m = g.boundary_refine(d4, ya, yb)
+    b.nodes.append(helper.make_node("Identity", [d], ["decision"], name="out_decision"))
+    b.nodes.append(helper.make_node("Identity", [m], ["mask"], name="out_mask"))
+    graph = helper.make_graph(
+        b.nodes, "gacn",
+        [helper.make_tensor_value_info("luma", TensorProto.FLOAT, ["frames", 1, "height", "width"])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["pairs", 1, "height", "width"]) for n in ("decision", "mask")],
+        initializer=b.inits,
+        value_info=g.value_info,
+    )
+    opsets = [helper.make_opsetid("", OPSET)]
+    if plugins:
+        opsets.append(helper.make_opsetid(PLUGIN_DOMAIN, 1))
+    model = helper.make_model(graph, opset_imports=opsets, producer_name="gacn-engine", producer_version=GRAPH_VERSION)
+    model.ir_version = 8
+    meta = {"gacn.graph_version": GRAPH_VERSION, "gacn.spec_sections": SPEC_SECTIONS,
+            "gacn.io": "luma[K,1,H,W] float32 (frame 0 = A) -> decision, mask [K-1,1,H,W]",
+            "gacn.plugins": "1" if plugins else "0", "gacn.precision": "fp16" if fp16 else "fp32", **(metadata or {})}
+    for k, v in meta.items():
+        model.metadata_props.add(key=k, value=str(v))
+    return model

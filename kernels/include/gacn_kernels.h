@@ -1,0 +1,90 @@
+/*
+ * gacn_kernels.h: C ABI of GACN's custom operations (spec sections 1, 4, 2/5, 6, 7, 8).
+ *
+ * One header for two libraries with identical symbols:
+ *   libgacn_kernels.so      CUDA kernels; pointers are device pointers, work is enqueued on
+ *                           `stream` (a cudaStream_t; NULL = legacy default stream).
+ *   libgacn_kernels_cpu.so  the same arithmetic on the host (same __host__ __device__
+ *                           functions); pointers are host pointers, `stream` is ignored.
+ * Launchers never allocate and never synchronise, so they can be captured in CUDA graphs.
+ * All return 0 on success, GACN_ERR_INVALID (-1) for bad arguments, or a cudaError_t.
+ *
+ * Tensors are dense 4-D [N, C, H, W] in `layout` order (GACN_NCHW or GACN_NHWC) with
+ * `dtype` elements (GACN_F32 or GACN_F16); arithmetic is always float32 (luma: float64).
+ * A batch argument `na` of 1 broadcasts the reference frame A over all N pairs.
+ */
+#ifndef GACN_KERNELS_H
+#define GACN_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define GACN_API __declspec(dllexport)
+#else
+#define GACN_API __attribute__((visibility("default")))
+#endif
+
+typedef void* gacn_stream_t;
+
+enum { GACN_F32 = 0, GACN_F16 = 1 };
+enum { GACN_NCHW = 0, GACN_NHWC = 1 };
+enum { GACN_OK = 0, GACN_ERR_INVALID = -1 };
+
+/* Spec section 4. fa [na,C,H,W], fb [N,C,H,W] -> bm [N,C,H,W]:
+ * bm = sigmoid(1000 * boxsum11x11(G(fa) - G(fb))), G(i,j) = (F(i,j-1)-F(i,j))^2 + (F(i-1,j)-F(i,j))^2,
+ * zero outside the image for both the neighbours and the box. */
+GACN_API int gacn_activity(const void* fa, const void* fb, void* bm, int n, int na, int c, int h, int w,
+                           int dtype, int layout, gacn_stream_t stream);
+
+/* Spec sections 2 (SSE) and 5, with the preceding ConvBlock's ReLU and BatchNorm fused in.
+ * x [N,C,H,W] -> y [N,C,H,W] (y must not alias x):
+ *   u = relu ? max(x, 0) : x;  u = bn ? u * bn[c] + bn[C + c] : u;   (bn: [2,C] float32 scale, shift)
+ *   y = u * sigmoid(sum_{c,dy,dx} weight[c,dy,dx] * u(c, i+dy-3, j+dx-3))   (u = 0 outside)
+ * weight [C,7,7] float32 and bn live where the data lives (device for CUDA, host for CPU). */
+GACN_API int gacn_spatial_gate(const void* x, const float* weight, const float* bn, int relu, void* y,
+                               int n, int c, int h, int w, int dtype, int layout, gacn_stream_t stream);
+
+/* Spec sections 5 (last line) and 6. d4 [N,1,H,W] of `dtype`; ya [na,1,H,W], yb [N,1,H,W] float32
+ * -> d, m [N,1,H,W] float32 (the mask feeds the blend, so it stays float32 in FP16 engines):
+ * D = sigmoid(1000 d4); Gaussian 9x9 threshold smoothing; guided filter (r 3, eps 0.1) of D
+ * guided by T = ya*D + (1-D)*yb with window means clipped to the image; M = Gf*bd + D*(1-bd).
+ * Requires H, W >= 8 (returns GACN_ERR_INVALID otherwise). Single channel: layout-free. */
+GACN_API int gacn_boundary_refine(const void* d4, const float* ya, const float* yb, float* d, float* m,
+                                  int n, int na, int h, int w, int dtype, gacn_stream_t stream);
+
+/* Spec section 1. Interleaved images [N,H,W,channels] (channels 1 or 3, RGB order) of
+ * `bits` 8 (uint8) or 16 (uint16) -> luma [N,1,H,W] of `dtype`:
+ * gray: (float)v / (float)max (one correctly rounded float32 division);
+ * RGB: with s = 1.0/max in float64, ((R*s)*0.2125 + (G*s)*0.7154) + (B*s)*0.0721 in float64, in that
+ * order and without FMA contraction (__dmul_rn/__dadd_rn), rounded to float once (skimage's rgb2gray). */
+GACN_API int gacn_luma(const void* img, void* luma, int n, int h, int w, int channels, int bits,
+                       int dtype, gacn_stream_t stream);
+
+/* Spec section 7. a [na,H,W,ch], b [N,H,W,ch] (same bits), m [N,1,H,W] float32 -> out [N,H,W,ch]:
+ * out = rint(clamp(m*A + (1-m)*B, 0, 1) * max) with A = float(a)/max in float32. */
+GACN_API int gacn_blend(const void* a, const void* b, const float* m, void* out, int n, int na, int h, int w,
+                        int channels, int bits, gacn_stream_t stream);
+
+/* Spec section 8, decision calibration in constant memory. Per pixel, with V_0 = M_1,
+ * V_1 = 1 - M_1, V_i = V_0 / (M_i + 1e-4) * (1 - M_i) (float32, in that order), keep the running
+ * maximum `best`, its frame `index` (first on ties) and that frame's colour in `out`.
+ * first: m1 [H,W] float32, frames 0 and 1 [H,W,ch] -> initialises v0, best, index, out.
+ * next:  m_i and frame i (i >= 2) -> updates best, index, out. */
+GACN_API int gacn_stack_first(const float* m1, const void* frame0, const void* frame1, float* v0, float* best,
+                              int32_t* index, void* out, int h, int w, int channels, int bits, gacn_stream_t stream);
+GACN_API int gacn_stack_next(const float* mi, const void* frame, int i, const float* v0, float* best,
+                             int32_t* index, void* out, int h, int w, int channels, int bits, gacn_stream_t stream);
+
+/* Library identity for checks: "cuda" or "cpu", and the ABI version (bumped on any change). */
+GACN_API const char* gacn_backend(void);
+GACN_API int gacn_abi_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* GACN_KERNELS_H */

@@ -1,0 +1,69 @@
+/*
+ * gacnActivityPlugin.h: TensorRT IPluginV3 "GacnActivity" version "1" (spec section 4).
+ *
+ *   inputs  fa [na,C,H,W]  (na = 1 broadcasts the reference frame, or na = N)
+ *           fb [N, C,H,W]
+ *   output  bm [N, C,H,W] = sigmoid(1000 * boxsum11x11(G(fa) - G(fb)))
+ * FP32 or FP16, linear (NCHW), all three of the same type; FP32 arithmetic inside.
+ * No fields. Runs gacn_activity() from kernels/include/gacn_kernels.h.
+ */
+#ifndef GACN_ACTIVITY_PLUGIN_H
+#define GACN_ACTIVITY_PLUGIN_H
+
+#include "common/gacnPluginCommon.h"
+
+#include <string>
+
+namespace gacn
+{
+namespace plugin
+{
+
+class GacnActivityPlugin final : public GacnPluginBase
+{
+public:
+    explicit GacnActivityPlugin(std::string layerName);
+    GacnActivityPlugin(GacnActivityPlugin const&) = default;
+    ~GacnActivityPlugin() noexcept override = default;
+
+    // IPluginV3
+    nvinfer1::IPluginV3* clone() noexcept override;
+
+    // IPluginV3OneBuild
+    int32_t getNbOutputs() const noexcept override;
+    int32_t getOutputDataTypes(nvinfer1::DataType* outputTypes, int32_t nbOutputs,
+        nvinfer1::DataType const* inputTypes, int32_t nbInputs) const noexcept override;
+    int32_t getOutputShapes(nvinfer1::DimsExprs const* inputs, int32_t nbInputs, nvinfer1::DimsExprs const* shapeInputs,
+        int32_t nbShapeInputs, nvinfer1::DimsExprs* outputs, int32_t nbOutputs,
+        nvinfer1::IExprBuilder& exprBuilder) noexcept override;
+    bool supportsFormatCombination(int32_t pos, nvinfer1::DynamicPluginTensorDesc const* inOut, int32_t nbInputs,
+        int32_t nbOutputs) noexcept override;
+    int32_t configurePlugin(nvinfer1::DynamicPluginTensorDesc const* in, int32_t nbInputs,
+        nvinfer1::DynamicPluginTensorDesc const* out, int32_t nbOutputs) noexcept override;
+
+    // IPluginV3OneRuntime
+    int32_t onShapeChange(nvinfer1::PluginTensorDesc const* in, int32_t nbInputs, nvinfer1::PluginTensorDesc const* out,
+        int32_t nbOutputs) noexcept override;
+    int32_t enqueue(nvinfer1::PluginTensorDesc const* inputDesc, nvinfer1::PluginTensorDesc const* outputDesc,
+        void const* const* inputs, void* const* outputs, void* workspace, cudaStream_t stream) noexcept override;
+    nvinfer1::PluginFieldCollection const* getFieldsToSerialize() noexcept override;
+
+    //! Throws PluginError unless fa, fb (and bm, when given) fit together; unknown (-1) extents pass.
+    static void checkShapes(nvinfer1::Dims const& fa, nvinfer1::Dims const& fb, nvinfer1::Dims const* bm);
+
+private:
+    nvinfer1::PluginFieldCollection mFieldsToSerialize{};
+};
+
+class GacnActivityPluginCreator final : public GacnPluginCreatorBase
+{
+public:
+    GacnActivityPluginCreator() noexcept;
+    nvinfer1::IPluginV3* createPlugin(
+        char const* name, nvinfer1::PluginFieldCollection const* fc, nvinfer1::TensorRTPhase phase) noexcept override;
+};
+
+} // namespace plugin
+} // namespace gacn
+
+#endif // GACN_ACTIVITY_PLUGIN_H

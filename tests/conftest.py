@@ -1,0 +1,63 @@
+"""Shared fixtures: the test data in ../shared/gacn (or $GACN_TEST_DATA) and loaded models."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("GACN_TEST_DATA", REPO.parent / "shared" / "gacn")).resolve()
+
+
+def golden_names() -> list[str]:
+    return sorted(p.name[: -len("_maps.npz")] for p in (DATA / "golden").glob("*_maps.npz"))
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not (DATA / "GACN.pkl").is_file():
+        pytest.fail(f"test data not found at {DATA}; set GACN_TEST_DATA to the folder holding GACN.pkl")
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def weights(data_dir) -> Path:
+    return data_dir / "GACN.pkl"
+
+
+@pytest.fixture(scope="session")
+def params(weights):
+    from export.checkpoint import load_gacn
+    return load_gacn(weights)
+
+
+@pytest.fixture(scope="session")
+def ort_fuser(weights):
+    from engine import Fuser
+    with Fuser("onnxruntime", weights=weights) as f:
+        yield f
+
+
+@pytest.fixture(scope="session")
+def torch_model(weights):
+    torch = pytest.importorskip("torch")
+    from export.model import GACN
+    torch.set_num_threads(os.cpu_count() or 1)
+    return GACN.from_checkpoint(weights)
+
+
+@pytest.fixture(scope="session")
+def golden(data_dir):
+    """name -> (A, B, golden fused, golden D, golden M), loaded lazily."""
+    from engine.imageio import read_image
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            maps = np.load(data_dir / "golden" / f"{name}_maps.npz")
+            cache[name] = (read_image(data_dir / "pairs" / f"{name}_1.png"), read_image(data_dir / "pairs" / f"{name}_2.png"),
+                           read_image(data_dir / "golden" / f"{name}_fused.png"), maps["decision"], maps["mask"])
+        return cache[name]
+    return get

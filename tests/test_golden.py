@@ -1,0 +1,42 @@
+"""Every golden pair through the PyTorch reference and the ONNX Runtime path (float32)."""
+import numpy as np
+import pytest
+
+from conftest import golden_names
+from engine import metrics, preprocess
+
+NAMES = golden_names()
+
+
+def test_golden_set_present():
+    assert len(NAMES) >= 12, f"expected the 12 golden pairs, found {NAMES}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_onnxruntime_matches_golden(name, ort_fuser, golden):
+    a, b, g_fused, g_d, g_m = golden(name)
+    res = ort_fuser.fuse(a, b, maps=True)
+    report = metrics.golden_report(res.fused, res.decision, res.mask, g_fused, g_d, g_m)
+    assert metrics.within(report, metrics.FP32), report
+    assert res.fused.dtype == g_fused.dtype and res.fused.shape == g_fused.shape
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_pytorch_reference_matches_golden(name, torch_model, golden):
+    import torch
+    a, b, g_fused, g_d, g_m = golden(name)
+    luma = torch.from_numpy(np.stack([preprocess.luma(a), preprocess.luma(b)])[:, None])
+    with torch.no_grad():
+        d, m = (t[0, 0].numpy() for t in torch_model(luma))
+    fused = preprocess.blend(a, b, m)
+    report = metrics.golden_report(fused, d, m, g_fused, g_d, g_m)
+    assert metrics.within(report, metrics.FP32), report
+
+
+def test_tolerances_reject_a_wrong_map(golden):
+    """The golden check must be able to fail: a map shifted by a few pixels is caught."""
+    a, b, g_fused, g_d, g_m = golden(NAMES[0])
+    m = np.roll(g_m, 3, axis=1)
+    fused = preprocess.blend(a, b, m)
+    report = metrics.golden_report(fused, np.roll(g_d, 3, axis=1), m, g_fused, g_d, g_m)
+    assert not metrics.within(report, metrics.FP32)
