@@ -30,3 +30,40 @@ def prefetch(fn: Callable[[T], R], items: Iterable[T], workers: int = 2, depth: 
 
 
 _END = object()
+
+
+def background(items: Iterable[T], depth: int = 4) -> Iterator[T]:
+    """Run a sequential producer (a video decoder) on its own thread, ``depth`` items ahead."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce():
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put((True, item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put((False, None))
+        except BaseException as e:  # handed to the consumer, in order
+            q.put((False, e))
+
+    t = threading.Thread(target=produce, name="gacn-producer", daemon=True)
+    t.start()
+    try:
+        while True:
+            more, value = q.get()
+            if not more:
+                if value is not None:
+                    raise value
+                return
+            yield value
+    finally:
+        stop.set()

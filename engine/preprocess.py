@@ -13,35 +13,46 @@ def max_value(dtype) -> int:
     return 255 if np.dtype(dtype) == np.uint8 else 65535
 
 
+def check_meta(shape, dtype, what: str = "image") -> tuple:
+    """The checks on an image's geometry and pixel type; returns its (H, W) or (H, W, 3) shape."""
+    if np.dtype(dtype) not in (np.uint8, np.uint16):
+        raise InputError(f"{what}: unsupported dtype {np.dtype(dtype)}; pass uint8 or uint16 pixels")
+    shape = tuple(shape)
+    if len(shape) == 3 and shape[2] == 1:
+        shape = shape[:2]
+    if not (len(shape) == 2 or (len(shape) == 3 and shape[2] == 3)):
+        raise InputError(f"{what}: shape {shape} is neither gray (H, W) nor RGB (H, W, 3)")
+    if min(shape[:2]) < MIN_SIDE:
+        raise InputError(f"{what}: {shape[1]}x{shape[0]} is too small; both sides must be >= {MIN_SIDE} px")
+    return shape
+
+
 def check_image(img, what: str = "image") -> np.ndarray:
     """An image the engine accepts: uint8/uint16, (H, W) or (H, W, 3), both sides >= 8."""
     if not isinstance(img, np.ndarray):
         raise InputError(f"{what}: expected a numpy array, got {type(img).__name__}")
-    if img.dtype not in (np.uint8, np.uint16):
-        raise InputError(f"{what}: unsupported dtype {img.dtype}; pass uint8 or uint16 pixels")
-    if img.ndim == 3 and img.shape[2] == 1:
-        img = img[:, :, 0]
-    if not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 3)):
-        raise InputError(f"{what}: shape {img.shape} is neither gray (H, W) nor RGB (H, W, 3)")
-    if min(img.shape[:2]) < MIN_SIDE:
-        raise InputError(f"{what}: {img.shape[1]}x{img.shape[0]} is too small; both sides must be >= {MIN_SIDE} px")
-    return np.ascontiguousarray(img)
+    return np.ascontiguousarray(img.reshape(check_meta(img.shape, img.dtype, what)))
+
+
+def check_same(metas, names) -> None:
+    """Registered sources: same size, same pixel type, all gray or all RGB. ``metas``: (shape, dtype)."""
+    (ref_shape, ref_dtype), ref_name = metas[0], names[0]
+    kinds = {2: "gray", 3: "RGB"}
+    for (shape, dtype), n in zip(metas[1:], names[1:]):
+        if shape[:2] != ref_shape[:2]:
+            raise InputError(f"size mismatch: {ref_name} is {ref_shape[1]}x{ref_shape[0]}, {n} is {shape[1]}x{shape[0]}")
+        if len(shape) != len(ref_shape):
+            raise InputError(f"mode mismatch: {ref_name} is {kinds[len(ref_shape)]}, {n} is {kinds[len(shape)]}; "
+                             "convert both to the same mode first")
+        if np.dtype(dtype) != np.dtype(ref_dtype):
+            raise InputError(f"pixel type mismatch: {ref_name} is {np.dtype(ref_dtype)}, {n} is {np.dtype(dtype)}")
 
 
 def check_sources(images, names=None) -> list[np.ndarray]:
-    """Registered sources: same size, same pixel type, all gray or all RGB."""
+    """Host sources that can be fused together (see check_image and check_same)."""
     names = names or [f"source {i}" for i in range(len(images))]
     imgs = [check_image(im, n) for im, n in zip(images, names)]
-    ref, ref_name = imgs[0], names[0]
-    for im, n in zip(imgs[1:], names[1:]):
-        if im.shape[:2] != ref.shape[:2]:
-            raise InputError(f"size mismatch: {ref_name} is {ref.shape[1]}x{ref.shape[0]}, {n} is {im.shape[1]}x{im.shape[0]}")
-        if im.ndim != ref.ndim:
-            kinds = {2: "gray", 3: "RGB"}
-            raise InputError(f"mode mismatch: {ref_name} is {kinds[ref.ndim]}, {n} is {kinds[im.ndim]}; "
-                             "convert both to the same mode first")
-        if im.dtype != ref.dtype:
-            raise InputError(f"pixel type mismatch: {ref_name} is {ref.dtype}, {n} is {im.dtype}")
+    check_same([(im.shape, im.dtype) for im in imgs], names)
     return imgs
 
 

@@ -21,11 +21,11 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from export.checkpoint import CONV_BLOCKS, SSE_CHANNELS
+from export.folding import fold_conv_block
 
 OPSET = 17  # ReduceMean takes axes as an attribute up to opset 17
 GRAPH_VERSION = "1"
 SPEC_SECTIONS = "2,3,4,5,6"
-BN_EPS = 1e-5
 SHARPNESS = 1000.0
 ACTIVITY_RADIUS = 5
 GAUSS_RADIUS, GAUSS_SIGMA = 4, 8.0
@@ -39,13 +39,6 @@ def gaussian_taps() -> np.ndarray:
     x = np.arange(-GAUSS_RADIUS, GAUSS_RADIUS + 1, dtype=np.float64)
     g = np.exp(-x * x / (2 * GAUSS_SIGMA ** 2))
     return g / g.sum()
-
-
-def bn_affine(params: dict[str, np.ndarray], blk: str) -> tuple[np.ndarray, np.ndarray]:
-    """Inference BatchNorm of a block as per-channel (scale, shift), computed in float64."""
-    p = lambda n: params[f"{blk}.{blk}_BatchNorm.{n}"].astype(np.float64)  # noqa: E731
-    scale = p("weight") / np.sqrt(p("running_var") + BN_EPS)
-    return scale, p("bias") - p("running_mean") * scale
 
 
 class _Builder:
@@ -99,18 +92,9 @@ class GacnGraph:
         return self.b.op("Conv", ins, hint, kernel_shape=list(w.shape[2:]), pads=list(pad), group=group)
 
     def conv_block_raw(self, x, blk):
-        """Conv3x3 with the BatchNorm scale folded in where that is exact; returns (y, scale, shift).
-
-        ReLU(x) * s == ReLU(x * s) for s > 0, so positive scales move into the weights and
-        ``relu(y) + shift`` completes the block. Non-positive scales stay explicit.
-        """
-        w = self.p[f"{blk}.{blk}_Conv2d.weight"].astype(np.float64)
-        bias = self.p[f"{blk}.{blk}_Conv2d.bias"].astype(np.float64)
-        scale, shift = bn_affine(self.p, blk)
-        fold = np.where(scale > 0, scale, 1.0)
-        y = self.conv(x, w * fold[:, None, None, None], bias * fold, pad=(1, 1, 1, 1), hint=blk)
-        rest = scale / fold
-        return y, rest, shift
+        """The block's conv with positive BatchNorm scales folded in; returns (y, rest, shift)."""
+        w, bias, rest, shift = fold_conv_block(self.p, blk)
+        return self.conv(x, w, bias, pad=(1, 1, 1, 1), hint=blk), rest, shift
 
     def conv_block(self, x, blk):
         y, rest, shift = self.conv_block_raw(x, blk)

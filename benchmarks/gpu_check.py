@@ -1,0 +1,234 @@
+"""The GPU check, in one command on a CUDA machine:
+
+    python benchmarks/gpu_check.py [--data ../shared/gacn] [--out results/]
+
+1. builds the kernel library (CMake) unless one is already built for this GPU;
+2. checks the three custom operations (and the pixel kernels) against float64 references on
+   fresh random and real inputs, outputs poisoned first, FP16 and FP32 (benchmarks/gpu_ops.py);
+3. checks the whole PyTorch-CUDA path against every golden pair (FP32 and FP16 tolerances of
+   engine/metrics.py) and the 9-frame stack;
+4. times each operation against the PyTorch ops it replaces, the whole pair path against the
+   eager FP32 model of the same network (CUDA events, median after warm-up) at 520x520,
+   1920x1080 and 3840x2160 with peak GPU memory, streaming against compute-only, and a
+   65-frame 1600x1200 stack fused from files.
+Prints the tables last; writes gpu_check.json and gpu_check.md under --out.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+log = logging.getLogger("gpu_check")
+SIZES = ((520, 520), (1080, 1920), (2160, 3840))
+
+
+def section(name, results, fn):
+    """Run one part; a failure is recorded and the check goes on with the next part."""
+    print(f"\n=== {name}", flush=True)
+    t = time.perf_counter()
+    try:
+        fn()
+        results["sections"][name] = f"ok ({time.perf_counter() - t:.1f} s)"
+    except Exception as e:  # the report must survive any one failure
+        traceback.print_exc()
+        results["sections"][name] = f"FAILED: {type(e).__name__}: {e}"
+
+
+def cuda_ms(torch, fn, warmup=3, runs=10):
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    out = []
+    for _ in range(runs):
+        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        s.record()
+        fn()
+        e.record()
+        e.synchronize()
+        out.append(s.elapsed_time(e))
+    return statistics.median(out)
+
+
+def golden_path(results, data, weights):
+    from engine import Fuser, metrics
+    from engine.imageio import read_image
+    names = sorted(p.name[:-9] for p in (data / "golden").glob("*_maps.npz"))
+    rows = results["golden"]
+    for precision, tol in (("fp32", metrics.FP32), ("fp16", metrics.FP16)):
+        with Fuser("torch-cuda", weights=weights, precision=precision) as f:
+            for n in names:
+                a, b = (read_image(data / "pairs" / f"{n}_{i}.png") for i in (1, 2))
+                g = np.load(data / "golden" / f"{n}_maps.npz")
+                res = f.fuse(a, b, maps=True)
+                rep = metrics.golden_report(res.fused, res.decision, res.mask, read_image(data / "golden" / f"{n}_fused.png"),
+                                            g["decision"], g["mask"])
+                rows.append({"precision": precision, "pair": n, **rep, "ok": metrics.within(rep, tol)})
+            frames = sorted((data / "stack9").glob("*.jpg"))
+            st = f.fuse_stack(read_image(p) for p in frames)
+            same = float(np.mean(np.all(st.fused == read_image(data / "golden" / "stack9_calibration_fused.png"), -1)))
+            rows.append({"precision": precision, "pair": "stack9", "identical": same, "ok": same >= metrics.STACK_MIN_IDENTICAL})
+    bad = [r for r in rows if not r["ok"]]
+    print(f"golden: {len(rows) - len(bad)}/{len(rows)} within tolerance", flush=True)
+    for r in bad:
+        print("  OUT OF TOLERANCE:", r)
+
+
+def whole_path(results, data, weights):
+    import torch
+    from engine import Fuser
+    from latency import Baseline, test_pair
+    base = Baseline(weights, "cuda")
+    for precision in ("fp16", "fp32"):
+        with Fuser("torch-cuda", weights=weights, precision=precision) as f:
+            runner = f.pipeline.runner
+            for h, w in SIZES:
+                a, b = test_pair(h, w)
+                for _ in range(3):  # warm-up: cuDNN plans, CUDA graph capture
+                    f.fuse(a, b)
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+                e2e = [f.fuse(a, b).timings for _ in range(10)]
+                peak = torch.cuda.max_memory_allocated() / 2**30
+                runner.io(2, h, w)  # luma still holds this pair: time the network alone on its stream
+                stream = f.pipeline.compute
+                with torch.cuda.stream(torch.cuda.ExternalStream(int(stream))):
+                    net_ms = cuda_ms(torch, lambda: runner.enqueue(stream), 3, 10)
+                row = {"precision": precision, "size": f"{w}x{h}", "network_ms": net_ms,
+                       "pair_compute_ms": statistics.median(t["compute"] for t in e2e),
+                       "h2d_ms": statistics.median(t["h2d"] for t in e2e), "d2h_ms": statistics.median(t["d2h"] for t in e2e),
+                       "end_to_end_ms": statistics.median(t["total"] for t in e2e), "peak_gib": peak}
+                n = 30 if h < 2000 else 20
+                t = time.perf_counter()
+                ok = sum(r.ok for r in f.stream(((a, b) for _ in range(n)), slots=3))
+                row["streamed_pairs_per_s"] = ok / (time.perf_counter() - t)
+                row["compute_only_pairs_per_s"] = 1000 / row["pair_compute_ms"]
+                row["stream_efficiency"] = row["streamed_pairs_per_s"] / row["compute_only_pairs_per_s"]
+                results["whole"].append(row)
+                print(row, flush=True)
+    for h, w in SIZES:
+        a, b = test_pair(h, w)
+        luma = torch.from_numpy(np.stack([__import__("engine").preprocess.luma(x) for x in (a, b)])[:, None]).cuda()
+        torch.cuda.reset_peak_memory_stats()
+        with torch.no_grad():
+            ms = cuda_ms(torch, lambda: base.model(luma), 2, 5)
+        results["baseline"].append({"size": f"{w}x{h}", "eager_fp32_network_ms": ms,
+                                    "peak_gib": torch.cuda.max_memory_allocated() / 2**30})
+        print(results["baseline"][-1], flush=True)
+        del luma
+        torch.cuda.empty_cache()
+
+
+def stack65(results, data, weights):
+    """65 frames of 1600x1200 from JPEG files (the 9 shared frames cycled), decoding included."""
+    import cv2
+    from engine import Fuser
+    from engine.imageio import read_image
+    from engine.prefetch import prefetch
+    src = sorted((data / "stack9").glob("*.jpg"))
+    tmp = Path(tempfile.mkdtemp())
+    files = []
+    for i in range(65):
+        p = tmp / f"V{i + 1:03d}.jpg"
+        shutil.copy(src[i % len(src)], p)
+        files.append(p)
+    for precision in ("fp16",):
+        with Fuser("torch-cuda", weights=weights, precision=precision) as f:
+            f.fuse_stack(read_image(p) for p in files[:3])  # warm-up: graphs, cuDNN plans
+            t = time.perf_counter()
+            res = f.fuse_stack(prefetch(read_image, files, workers=8, depth=16))
+            secs = time.perf_counter() - t
+        t = time.perf_counter()
+        for _ in prefetch(read_image, files, workers=8, depth=16):
+            pass
+        decode = time.perf_counter() - t
+        results["stack"].append({"precision": precision, "frames": res.frames, "seconds": secs, "decode_only_seconds": decode})
+        print(results["stack"][-1], flush=True)
+    shutil.rmtree(tmp)
+    del cv2
+
+
+def table(rows, cols):
+    if not rows:
+        return "(none)"
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        out.append("| " + " | ".join((f"{r[c]:.3g}" if isinstance(r.get(c), float) else str(r.get(c, "-"))) for c in cols) + " |")
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description="GACN GPU check")
+    p.add_argument("--data", type=Path, default=Path(os.environ.get("GACN_TEST_DATA", REPO.parent / "shared" / "gacn")))
+    p.add_argument("--out", type=Path, default=Path("gpu_check_out"))
+    p.add_argument("--skip", default="", help="comma list of sections to skip: ops,timing,golden,whole,stack")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    import torch
+    from engine import kernels as K
+    skip = set(filter(None, args.skip.split(",")))
+    results = {"sections": {}, "ops": [], "op_timing": [], "golden": [], "whole": [], "baseline": [], "stack": []}
+    results["device"] = torch.cuda.get_device_name(0)
+    results["date"] = time.strftime("%Y-%m-%d")
+    weights = args.data / "GACN.pkl"
+
+    def build():
+        try:
+            K.KernelLibrary.load("cuda")
+            print("kernel library found:", K.find_library("cuda"))
+        except Exception:
+            cap = "".join(map(str, torch.cuda.get_device_capability(0)))
+            print("building the kernel library for sm_" + cap, flush=True)
+            K.build(cuda_architectures=cap)
+
+    section("build", results, build)
+    lib = K.KernelLibrary.load("cuda")
+    import gpu_ops
+    if "ops" not in skip:
+        section("ops", results, lambda: results["ops"].extend(gpu_ops.check_ops(lib, torch, data=args.data)))
+    if "golden" not in skip:
+        section("golden", results, lambda: golden_path(results, args.data, weights))
+    if "timing" not in skip:
+        section("op timing", results, lambda: results["op_timing"].extend(gpu_ops.time_ops(lib, torch)))
+    if "whole" not in skip:
+        section("whole path", results, lambda: whole_path(results, args.data, weights))
+    if "stack" not in skip:
+        section("stack65", results, lambda: stack65(results, args.data, weights))
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "gpu_check.json").write_text(json.dumps(results, indent=1, default=float))
+    md = [f"device: {results['device']}, {results['date']}",
+          "## sections", table([{"section": k, "result": v} for k, v in results["sections"].items()], ["section", "result"]),
+          "## ops (max error vs float64)", table(results["ops"], list(results["ops"][0]) if results["ops"] else []),
+          "## op timing", table(results["op_timing"], list(results["op_timing"][0]) if results["op_timing"] else []),
+          "## golden (torch-cuda)", table([r for r in results["golden"] if "agreement" in r], ["precision", "pair", "agreement", "psnr_db", "mask_p999", "ok"]),
+          table([r for r in results["golden"] if "identical" in r], ["precision", "pair", "identical", "ok"]),
+          "## whole pair path", table(results["whole"], ["precision", "size", "network_ms", "pair_compute_ms", "h2d_ms", "d2h_ms",
+                                                       "end_to_end_ms", "peak_gib", "streamed_pairs_per_s", "stream_efficiency"]),
+          "## baseline (eager FP32 PyTorch, same network)", table(results["baseline"], ["size", "eager_fp32_network_ms", "peak_gib"]),
+          "## 65-frame 1600x1200 stack from JPEG files", table(results["stack"], ["precision", "frames", "seconds", "decode_only_seconds"])]
+    text = "\n\n".join(md)
+    (args.out / "gpu_check.md").write_text(text + "\n")
+    print("\n" + text)
+    failed = [k for k, v in results["sections"].items() if v.startswith("FAILED")]
+    bad_ops = [r for r in results["ops"] if not r.get("ok", True)]
+    bad_golden = [r for r in results["golden"] if not r["ok"]]
+    return 1 if failed or bad_ops or bad_golden else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

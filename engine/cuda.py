@@ -1,0 +1,167 @@
+"""CUDA host calls through cuda-python (``cuda.bindings.runtime``): memory, streams, events, graphs.
+
+Shared by the PyTorch-CUDA and TensorRT backends, so both move frames the same way. Every call
+is checked; a failure raises BackendError naming the call and the CUDA error.
+"""
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+
+from engine.errors import BackendError
+
+try:
+    from cuda.bindings import runtime as cudart
+except ImportError:  # pragma: no cover - depends on the machine
+    cudart = None
+
+
+def _require():
+    if cudart is None:
+        raise BackendError("cuda-python is not installed: pip install 'gacn-engine[cuda]' (cuda-bindings)")
+
+
+def check(result, what: str):
+    """Unwrap a cuda-python (err, *values) tuple."""
+    err, *values = result if isinstance(result, tuple) else (result,)
+    if err != cudart.cudaError_t.cudaSuccess:
+        _, name = cudart.cudaGetErrorName(err)
+        raise BackendError(f"{what} failed: {name.decode() if isinstance(name, bytes) else name}")
+    return values[0] if len(values) == 1 else (tuple(values) if values else None)
+
+
+def device_name_and_capability(device: int = 0) -> tuple[str, str]:
+    _require()
+    props = check(cudart.cudaGetDeviceProperties(device), "cudaGetDeviceProperties")
+    name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
+    return name.rstrip("\x00"), f"{props.major}.{props.minor}"
+
+
+class DeviceBuffer:
+    """cudaMalloc'd bytes, freed on close."""
+
+    def __init__(self, nbytes: int):
+        _require()
+        self.nbytes = max(int(nbytes), 1)
+        self.ptr = int(check(cudart.cudaMalloc(self.nbytes), f"cudaMalloc({self.nbytes})"))
+
+    def close(self):
+        if self.ptr:
+            check(cudart.cudaFree(self.ptr), "cudaFree")
+            self.ptr = 0
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown
+            pass
+
+
+class PinnedBuffer:
+    """Page-locked host bytes with a numpy view, so copies to and from the GPU run asynchronously."""
+
+    def __init__(self, nbytes: int):
+        _require()
+        self.nbytes = max(int(nbytes), 1)
+        self.ptr = int(check(cudart.cudaMallocHost(self.nbytes), f"cudaMallocHost({self.nbytes})"))
+        self._bytes = np.ctypeslib.as_array((ctypes.c_uint8 * self.nbytes).from_address(self.ptr))
+
+    def view(self, shape, dtype) -> np.ndarray:
+        n = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        if n > self.nbytes:
+            raise ValueError(f"pinned buffer of {self.nbytes} bytes cannot hold {shape} {dtype}")
+        return self._bytes[:n].view(dtype).reshape(shape)
+
+    def close(self):
+        if self.ptr:
+            self._bytes = None
+            check(cudart.cudaFreeHost(self.ptr), "cudaFreeHost")
+            self.ptr = 0
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class Stream:
+    def __init__(self):
+        _require()
+        self.handle = check(cudart.cudaStreamCreateWithFlags(cudart.cudaStreamNonBlocking), "cudaStreamCreate")
+
+    def __int__(self):
+        return int(self.handle)
+
+    def wait(self, event: "Event"):
+        check(cudart.cudaStreamWaitEvent(self.handle, event.handle, 0), "cudaStreamWaitEvent")
+
+    def synchronize(self):
+        check(cudart.cudaStreamSynchronize(self.handle), "cudaStreamSynchronize")
+
+
+class Event:
+    def __init__(self, timing: bool = True):
+        _require()
+        flags = cudart.cudaEventDefault if timing else cudart.cudaEventDisableTiming
+        self.handle = check(cudart.cudaEventCreateWithFlags(flags), "cudaEventCreate")
+
+    def record(self, stream: Stream):
+        check(cudart.cudaEventRecord(self.handle, stream.handle), "cudaEventRecord")
+
+    def synchronize(self):
+        check(cudart.cudaEventSynchronize(self.handle), "cudaEventSynchronize")
+
+    def query(self) -> bool:
+        err, = cudart.cudaEventQuery(self.handle)
+        if err == cudart.cudaError_t.cudaErrorNotReady:
+            return False
+        check((err,), "cudaEventQuery")
+        return True
+
+    def elapsed_ms(self, since: "Event") -> float:
+        return float(check(cudart.cudaEventElapsedTime(since.handle, self.handle), "cudaEventElapsedTime"))
+
+
+def copy_async(dst: int, src: int, nbytes: int, stream: Stream, kind: str):
+    kinds = {"h2d": cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, "d2h": cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost,
+             "d2d": cudart.cudaMemcpyKind.cudaMemcpyDeviceToDevice}
+    check(cudart.cudaMemcpyAsync(dst, src, int(nbytes), kinds[kind], stream.handle), f"cudaMemcpyAsync({kind})")
+
+
+class Graph:
+    """One captured sequence of stream work, replayed with a single launch."""
+
+    def __init__(self, stream: Stream, enqueue):
+        check(cudart.cudaStreamBeginCapture(stream.handle, cudart.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal),
+              "cudaStreamBeginCapture")
+        try:
+            enqueue()
+        finally:
+            graph = check(cudart.cudaStreamEndCapture(stream.handle), "cudaStreamEndCapture")
+        self._graph = graph
+        self._exec = check(cudart.cudaGraphInstantiate(graph, 0), "cudaGraphInstantiate")
+
+    def launch(self, stream: Stream):
+        check(cudart.cudaGraphLaunch(self._exec, stream.handle), "cudaGraphLaunch")
+
+
+def device_array_pointer(obj):
+    """(pointer, shape, numpy dtype) of a CUDA array (CuPy, PyTorch, pycuda, Numba: the
+    ``__cuda_array_interface__``; others via DLPack), or None for a host array."""
+    cai = getattr(obj, "__cuda_array_interface__", None)
+    if cai is not None:
+        ptr, _readonly = cai["data"]
+        shape = tuple(cai["shape"])
+        dtype = np.dtype(cai["typestr"])
+        strides = cai.get("strides")
+        if strides is not None and tuple(strides) != tuple(np.empty(shape, dtype).strides):
+            raise BackendError("device arrays must be C-contiguous")
+        return int(ptr), shape, dtype
+    if hasattr(obj, "__dlpack_device__"):
+        dev_type, _ = obj.__dlpack_device__()
+        if dev_type in (2, 13):  # kDLCUDA, kDLCUDAManaged
+            from engine.dlpack import dlpack_pointer
+            return dlpack_pointer(obj)
+    return None

@@ -1,0 +1,296 @@
+"""ctypes access to GACN's kernel libraries (the C ABI of kernels/include/gacn_kernels.h).
+
+Three builds of that ABI, found by :func:`find_library` and built by :func:`build`:
+``cuda`` (libgacn_kernels.so, device pointers, CUDA streams), ``cpu`` (libgacn_kernels_cpu.so,
+host pointers, the same arithmetic on the host) and ``emu`` (libgacn_kernels_emu.so, the CUDA
+kernels themselves run on the host by a block emulator, for tests). ``plugins`` locates the
+TensorRT plugin library, which TensorRT loads itself.
+
+No torch here: the runtime must work without it. Pointers are plain integers (0 = NULL); the
+numpy helpers at the bottom drive a host library (``cpu`` by default) on numpy arrays.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from engine.errors import BackendError
+
+log = logging.getLogger(__name__)
+
+F32, F16 = 0, 1
+NCHW, NHWC = 0, 1
+ERR_INVALID = -1
+ABI_VERSION = 1
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BUILD_HINT = "cmake -S . -B build && cmake --build build -j"
+_LIBRARIES = {"cuda": "gacn_kernels", "cpu": "gacn_kernels_cpu", "emu": "gacn_kernels_emu", "plugins": "gacn_plugins"}
+
+
+def _file_name(stem: str) -> str:
+    if sys.platform == "win32":
+        return f"{stem}.dll"
+    return f"lib{stem}.dylib" if sys.platform == "darwin" else f"lib{stem}.so"
+
+
+def find_library(kind: str) -> Path:
+    """Path of the ``kind`` library: ``$GACN_KERNELS_DIR`` first, then ``<repo>/build/lib``."""
+    if kind not in _LIBRARIES:
+        raise ValueError(f"unknown kernel library kind {kind!r}; expected one of {sorted(_LIBRARIES)}")
+    name = _file_name(_LIBRARIES[kind])
+    dirs = [Path(d) for d in [os.environ.get("GACN_KERNELS_DIR")] if d] + [REPO_ROOT / "build" / "lib"]
+    for d in dirs:
+        if (d / name).is_file():
+            return d / name
+    where = ", ".join(str(d) for d in dirs)
+    need = " (needs a CUDA toolkit)" if kind == "cuda" else " (needs TensorRT)" if kind == "plugins" else ""
+    raise BackendError(f"{name} not found in {where}{need}; build it from {REPO_ROOT} with: {BUILD_HINT}, "
+                       "or set GACN_KERNELS_DIR to the folder that holds it")
+
+
+def build(build_dir: str | os.PathLike | None = None, cuda_architectures: str | None = None) -> Path:
+    """Configure and build the libraries (Release) with CMake; returns the folder holding them.
+
+    ``cuda_architectures`` overrides GACN_CUDA_ARCHITECTURES, e.g. ``"90"`` for an H100 only.
+    """
+    cmake = shutil.which("cmake")
+    if cmake is None:
+        raise BackendError("cmake is not installed: it is needed to build the GACN kernel libraries")
+    build_dir = Path(build_dir) if build_dir is not None else REPO_ROOT / "build"
+    configure = [cmake, "-S", str(REPO_ROOT), "-B", str(build_dir), "-DCMAKE_BUILD_TYPE=Release"]
+    if cuda_architectures:
+        configure.append(f"-DGACN_CUDA_ARCHITECTURES={cuda_architectures}")
+    for cmd in (configure, [cmake, "--build", str(build_dir), "-j", str(os.cpu_count() or 2)]):
+        log.info("running %s", " ".join(cmd))
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        log.debug("%s", proc.stdout)
+        if proc.returncode != 0:
+            raise BackendError(f"{' '.join(cmd)} failed (exit {proc.returncode}):\n{proc.stdout[-4000:]}")
+    return build_dir / "lib"
+
+
+_P, _I = ctypes.c_void_p, ctypes.c_int
+_SIGNATURES = {  # argument order of gacn_kernels.h, stream last
+    "activity": [_P, _P, _P, _I, _I, _I, _I, _I, _I, _I, _P],
+    "spatial_gate": [_P, _P, _P, _I, _P, _I, _I, _I, _I, _I, _I, _P],
+    "boundary_refine": [_P, _P, _P, _P, _P, _I, _I, _I, _I, _I, _P],
+    "luma": [_P, _P, _I, _I, _I, _I, _I, _I, _P],
+    "blend": [_P, _P, _P, _P, _I, _I, _I, _I, _I, _I, _P],
+    "stack_first": [_P, _P, _P, _P, _P, _P, _P, _I, _I, _I, _I, _P],
+    "stack_next": [_P, _P, _I, _P, _P, _P, _P, _I, _I, _I, _I, _P],
+}
+
+
+class KernelLibrary:
+    """One loaded kernel library; each operation is a method taking the header's arguments."""
+
+    def __init__(self, path: Path):
+        try:
+            self._dll = ctypes.CDLL(str(path))
+        except OSError as e:
+            raise BackendError(f"cannot load {path}: {e}") from e
+        self.path = path
+        self._dll.gacn_backend.restype = ctypes.c_char_p
+        self._dll.gacn_abi_version.restype = ctypes.c_int
+        self.backend: str = self._dll.gacn_backend().decode()
+        self.abi_version: int = self._dll.gacn_abi_version()
+        if self.abi_version != ABI_VERSION:
+            raise BackendError(f"{path} has kernel ABI version {self.abi_version}, this engine needs {ABI_VERSION}; "
+                               f"rebuild it: {BUILD_HINT}")
+        self._fn = {}
+        for name, argtypes in _SIGNATURES.items():
+            fn = getattr(self._dll, f"gacn_{name}")
+            fn.argtypes, fn.restype = argtypes, ctypes.c_int
+            self._fn[name] = fn
+
+    @classmethod
+    def load(cls, kind: str = "cuda") -> "KernelLibrary":
+        """The library of ``kind`` ("cuda", "cpu" or "emu"), loaded once per path."""
+        if kind == "plugins":
+            raise ValueError("the plugin library has no kernel ABI; TensorRT loads it (see find_library)")
+        return _load_path(find_library(kind))
+
+    def __repr__(self):
+        return f"KernelLibrary({self.backend!r}, {str(self.path)!r})"
+
+    def _call(self, name: str, *args) -> None:
+        rc = self._fn[name](*args)
+        if rc != 0:
+            why = "invalid arguments" if rc == ERR_INVALID else f"CUDA error {rc}"
+            raise BackendError(f"gacn_{name} ({self.backend}) failed with code {rc}: {why}")
+
+    def activity(self, fa, fb, bm, n, na, c, h, w, dtype, layout, stream=0):
+        self._call("activity", fa, fb, bm, n, na, c, h, w, dtype, layout, stream)
+
+    def spatial_gate(self, x, weight, bn, relu, y, n, c, h, w, dtype, layout, stream=0):
+        self._call("spatial_gate", x, weight, bn, relu, y, n, c, h, w, dtype, layout, stream)
+
+    def boundary_refine(self, d4, ya, yb, d, m, n, na, h, w, dtype, stream=0):
+        self._call("boundary_refine", d4, ya, yb, d, m, n, na, h, w, dtype, stream)
+
+    def luma(self, img, luma, n, h, w, channels, bits, dtype, stream=0):
+        self._call("luma", img, luma, n, h, w, channels, bits, dtype, stream)
+
+    def blend(self, a, b, m, out, n, na, h, w, channels, bits, stream=0):
+        self._call("blend", a, b, m, out, n, na, h, w, channels, bits, stream)
+
+    def stack_first(self, m1, frame0, frame1, v0, best, index, out, h, w, channels, bits, stream=0):
+        self._call("stack_first", m1, frame0, frame1, v0, best, index, out, h, w, channels, bits, stream)
+
+    def stack_next(self, mi, frame, i, v0, best, index, out, h, w, channels, bits, stream=0):
+        self._call("stack_next", mi, frame, i, v0, best, index, out, h, w, channels, bits, stream)
+
+
+@functools.lru_cache(maxsize=None)
+def _load_path(path: Path) -> KernelLibrary:
+    lib = KernelLibrary(path)
+    log.info("loaded %r (kernel ABI %d)", lib, lib.abi_version)
+    return lib
+
+
+# ---- numpy helpers for the host libraries (tests, ONNX Runtime custom ops) ----------------------
+_DTYPES = {np.dtype(np.float32): F32, np.dtype(np.float16): F16}
+_BITS = {np.dtype(np.uint8): 8, np.dtype(np.uint16): 16}
+_LAYOUTS = {"NCHW": NCHW, "NHWC": NHWC, NCHW: NCHW, NHWC: NHWC}
+
+
+def _host_lib(lib: KernelLibrary | None) -> KernelLibrary:
+    lib = lib or KernelLibrary.load("cpu")
+    if lib.backend == "cuda":
+        raise ValueError("the numpy helpers need a host library (cpu or emu), not the CUDA one")
+    return lib
+
+
+def _ptr(a: np.ndarray | None) -> int:
+    return 0 if a is None else a.ctypes.data
+
+
+def _float_array(a, what: str, dtype=None) -> np.ndarray:
+    a = np.ascontiguousarray(a, dtype=dtype)
+    if a.dtype not in _DTYPES:
+        raise TypeError(f"{what} must be float32 or float16, not {a.dtype}")
+    return a
+
+
+def _output(out: np.ndarray | None, shape, dtype) -> np.ndarray:
+    """A new output array, or the caller's (C-contiguous, of the exact shape and dtype)."""
+    if out is None:
+        return np.empty(shape, dtype)
+    if out.shape != tuple(shape) or out.dtype != np.dtype(dtype) or not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError(f"out must be a writeable C-contiguous {np.dtype(dtype)} array of shape {tuple(shape)}, "
+                         f"got {out.dtype} {out.shape}")
+    return out
+
+
+def _image_nhwc(img, what: str) -> np.ndarray:
+    """uint8/uint16 images as [N, H, W, channels]: a batch is 4-D; [H, W] and [H, W, ch] are one image."""
+    img = np.ascontiguousarray(img)
+    if img.dtype not in _BITS:
+        raise TypeError(f"{what} must be uint8 or uint16, not {img.dtype}")
+    if img.ndim == 2:
+        img = img[None, :, :, None]
+    elif img.ndim == 3:
+        img = img[None]
+    if img.ndim != 4:
+        raise ValueError(f"{what} must have 2 to 4 dimensions, got shape {img.shape}")
+    return img
+
+
+def cpu_activity(fa, fb, layout="NCHW", out=None, lib=None) -> np.ndarray:
+    """Bm for features fa [1 or N, ...] and fb [N, ...] of the same float dtype in ``layout``."""
+    lay = _LAYOUTS[layout]
+    fa, fb = _float_array(fa, "fa"), _float_array(fb, "fb")
+    if fa.dtype != fb.dtype or fa.ndim != 4 or fa.shape[1:] != fb.shape[1:] or fa.shape[0] not in (1, fb.shape[0]):
+        raise ValueError(f"fa {fa.shape} {fa.dtype} and fb {fb.shape} {fb.dtype} do not match")
+    n, c, h, w = fb.shape if lay == NCHW else (fb.shape[0], fb.shape[3], fb.shape[1], fb.shape[2])
+    bm = _output(out, fb.shape, fb.dtype)
+    _host_lib(lib).activity(_ptr(fa), _ptr(fb), _ptr(bm), n, fa.shape[0], c, h, w, _DTYPES[fb.dtype], lay)
+    return bm
+
+
+def cpu_spatial_gate(x, weight, bn=None, relu=False, layout="NCHW", out=None, lib=None) -> np.ndarray:
+    """y = u * sigmoid(conv7x7(u)), u = relu/BatchNorm of x; weight [C,7,7] (or [1,C,7,7]), bn [2,C] or None."""
+    lay = _LAYOUTS[layout]
+    x = _float_array(x, "x")
+    n, c, h, w = x.shape if lay == NCHW else (x.shape[0], x.shape[3], x.shape[1], x.shape[2])
+    weight = np.ascontiguousarray(weight, dtype=np.float32).reshape(c, 7, 7)
+    bn = None if bn is None else np.ascontiguousarray(bn, dtype=np.float32).reshape(2, c)
+    y = _output(out, x.shape, x.dtype)
+    _host_lib(lib).spatial_gate(_ptr(x), _ptr(weight), _ptr(bn), int(bool(relu)), _ptr(y), n, c, h, w,
+                                _DTYPES[x.dtype], lay)
+    return y
+
+
+def cpu_boundary_refine(d4, ya, yb, out=None, lib=None) -> tuple[np.ndarray, np.ndarray]:
+    """(D, M) float32 [N,1,H,W] from d4 [N,1,H,W] (float32/16) and lumas ya [1 or N,1,H,W], yb [N,1,H,W].
+
+    ``out`` may give the (D, M) arrays to fill."""
+    d4 = _float_array(d4, "d4")
+    ya = np.ascontiguousarray(ya, dtype=np.float32)
+    yb = np.ascontiguousarray(yb, dtype=np.float32)
+    n, _, h, w = d4.shape
+    if yb.shape != d4.shape or ya.shape[1:] != d4.shape[1:] or ya.shape[0] not in (1, n):
+        raise ValueError(f"d4 {d4.shape}, ya {ya.shape}, yb {yb.shape} do not match")
+    d, m = (_output(o, (n, 1, h, w), np.float32) for o in (out or (None, None)))
+    _host_lib(lib).boundary_refine(_ptr(d4), _ptr(ya), _ptr(yb), _ptr(d), _ptr(m), n, ya.shape[0], h, w,
+                                   _DTYPES[d4.dtype])
+    return d, m
+
+
+def cpu_luma(img, dtype=np.float32, out=None, lib=None) -> np.ndarray:
+    """Luma [N,1,H,W] of ``dtype`` from uint8/uint16 gray or RGB images (spec section 1)."""
+    img = _image_nhwc(img, "img")
+    n, h, w, ch = img.shape
+    out = _output(out, (n, 1, h, w), dtype)
+    _host_lib(lib).luma(_ptr(img), _ptr(out), n, h, w, ch, _BITS[img.dtype], _DTYPES[out.dtype])
+    return out
+
+
+def cpu_blend(a, b, m, out=None, lib=None) -> np.ndarray:
+    """round(clip(m*A + (1-m)*B, 0, 1) * max) per colour plane; a [1 or N,...], b, m [N,1,H,W] -> b's shape."""
+    shape = np.shape(b)
+    a, b = _image_nhwc(a, "a"), _image_nhwc(b, "b")
+    n, h, w, ch = b.shape
+    m = np.ascontiguousarray(m, dtype=np.float32)
+    if a.dtype != b.dtype or a.shape[1:] != b.shape[1:] or a.shape[0] not in (1, n) or m.size != n * h * w:
+        raise ValueError(f"a {a.shape} {a.dtype}, b {b.shape} {b.dtype}, m {m.shape} do not match")
+    out = _output(out, shape, b.dtype)
+    _host_lib(lib).blend(_ptr(a), _ptr(b), _ptr(m), _ptr(out), n, a.shape[0], h, w, ch, _BITS[b.dtype])
+    return out
+
+
+def cpu_stack_first(m1, frame0, frame1, lib=None) -> dict[str, np.ndarray]:
+    """Decision-calibration state after frames 0 and 1 (spec section 8): v0, best, index, out."""
+    shape = np.shape(frame0)
+    f0, f1 = _image_nhwc(frame0, "frame0"), _image_nhwc(frame1, "frame1")
+    _, h, w, ch = f0.shape
+    m1 = np.ascontiguousarray(m1, dtype=np.float32)
+    if f1.shape != f0.shape or f1.dtype != f0.dtype or f0.shape[0] != 1 or m1.size != h * w:
+        raise ValueError(f"m1 {m1.shape}, frame0 {f0.shape}, frame1 {f1.shape} do not match")
+    st = {"v0": np.empty((h, w), np.float32), "best": np.empty((h, w), np.float32),
+          "index": np.empty((h, w), np.int32), "out": np.empty_like(f0)}
+    _host_lib(lib).stack_first(_ptr(m1), _ptr(f0), _ptr(f1), _ptr(st["v0"]), _ptr(st["best"]), _ptr(st["index"]),
+                               _ptr(st["out"]), h, w, ch, _BITS[f0.dtype])
+    st["out"] = st["out"].reshape(shape)
+    return st
+
+
+def cpu_stack_next(state: dict[str, np.ndarray], mi, frame, i: int, lib=None) -> dict[str, np.ndarray]:
+    """Folds frame ``i`` >= 2 with its mask ``mi`` into ``state`` (updated in place and returned)."""
+    f = _image_nhwc(frame, "frame")
+    _, h, w, ch = f.shape
+    mi = np.ascontiguousarray(mi, dtype=np.float32)
+    out = state["out"]
+    if f.dtype != out.dtype or f.size != out.size or mi.size != h * w or not out.flags.c_contiguous:
+        raise ValueError(f"mi {mi.shape}, frame {f.shape} {f.dtype} do not match the state")
+    _host_lib(lib).stack_next(_ptr(mi), _ptr(f), i, _ptr(state["v0"]), _ptr(state["best"]), _ptr(state["index"]),
+                              _ptr(out), h, w, ch, _BITS[f.dtype])
+    return state

@@ -1,0 +1,57 @@
+"""Run the TensorRT plugin graph on the CPU: ONNX Runtime with GACN's three custom operations
+registered as Python custom ops (onnxruntime-extensions) backed by the CPU twin of the CUDA
+kernels (libgacn_kernels_cpu.so, the same per-pixel arithmetic). This is how the exact graph
+handed to TensorRT is checked against the golden outputs on machines without a GPU.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from engine.errors import BackendError
+
+_REGISTERED = False
+
+
+def _register() -> None:
+    global _REGISTERED
+    if _REGISTERED:
+        return
+    try:
+        from onnxruntime_extensions import PyCustomOpDef, onnx_op
+    except ImportError:
+        raise BackendError("running the plugin graph on the CPU needs onnxruntime-extensions") from None
+    from engine import kernels as K
+
+    f32, i64, s = PyCustomOpDef.dt_float, PyCustomOpDef.dt_int64, PyCustomOpDef.dt_string
+    plugin_attrs = {"plugin_version": s, "plugin_namespace": s}
+
+    @onnx_op(op_type="GacnActivity", inputs=[f32, f32], outputs=[f32], attrs=plugin_attrs)
+    def _activity(fa, fb, **_):
+        return K.cpu_activity(fa, fb)
+
+    @onnx_op(op_type="GacnSpatialGate", inputs=[f32, f32, f32], outputs=[f32], attrs={"relu": i64, **plugin_attrs})
+    def _gate(x, weight, bn, relu=0, **_):
+        return K.cpu_spatial_gate(x, weight, bn, relu=int(relu))
+
+    @onnx_op(op_type="GacnBoundaryRefine", inputs=[f32, f32, f32], outputs=[f32, f32], attrs=plugin_attrs)
+    def _refine(d4, ya, yb, **_):
+        return K.cpu_boundary_refine(d4, ya, yb)
+
+    _REGISTERED = True
+
+
+def plugin_session(model_bytes: bytes, threads: int | None = None):
+    """An InferenceSession for a graph with GACN plugin nodes (FP32 graphs)."""
+    import onnxruntime as ort
+    from onnxruntime_extensions import get_library_path
+    _register()
+    opts = ort.SessionOptions()
+    opts.register_custom_ops_library(get_library_path())
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+    return ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
+
+
+def run(session, luma: np.ndarray):
+    return session.run(["decision", "mask"], {"luma": np.ascontiguousarray(luma, np.float32)})

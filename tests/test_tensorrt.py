@@ -1,0 +1,102 @@
+"""TensorRT: what runs here (no TensorRT in this workplace) and what needs TensorRT (skipped)."""
+import importlib.util
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+from engine.backends.tensorrt import check_compatibility
+from engine.errors import BackendError
+
+HAS_TRT = importlib.util.find_spec("tensorrt") is not None
+needs_trt = pytest.mark.skipif(not HAS_TRT, reason="TensorRT is not installed here (NVIDIA's index is out of reach); "
+                                                  "run on a machine with TensorRT 10/11 and a GPU")
+
+
+@pytest.mark.skipif(HAS_TRT, reason="checks the message shown when TensorRT is missing")
+def test_build_engine_without_tensorrt_exits_2(tmp_path):
+    r = subprocess.run([sys.executable, str(REPO / "export" / "build_engine.py"), "--onnx", str(tmp_path / "m.onnx"),
+                        "-o", str(tmp_path / "e.plan")], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and "TensorRT is not installed" in r.stderr
+    assert not (tmp_path / "e.plan").exists()
+
+
+@pytest.mark.skipif(HAS_TRT, reason="checks the message shown when TensorRT is missing")
+def test_tensorrt_backend_without_tensorrt_is_a_clear_error(pair_paths, tmp_path, weights):
+    from engine.cli import main
+    rc = main([*map(str, pair_paths), "-o", str(tmp_path / "o.png"), "--backend", "tensorrt",
+               "--engine", str(tmp_path / "e.plan"), "--weights", str(weights), "-q"])
+    assert rc == 2 and not (tmp_path / "o.png").exists()
+
+
+@pytest.fixture()
+def pair_paths(data_dir):
+    return data_dir / "pairs" / "color_tid_t5_1.png", data_dir / "pairs" / "color_tid_t5_2.png"
+
+
+def test_build_engine_imports_without_tensorrt():
+    sys.path.insert(0, str(REPO))
+    import export.build_engine as be
+    assert be.parse_hw("1080x1920") == (1080, 1920)
+    with pytest.raises(Exception):
+        be.parse_hw("1080")
+
+
+META = {"tensorrt_version": "10.13.2", "gpu": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0",
+        "hardware_compatibility": "none"}
+
+
+def test_engine_for_this_machine_passes():
+    check_compatibility(META, "10.13.2", "NVIDIA H100 80GB HBM3", "9.0")
+
+
+@pytest.mark.parametrize("trt_version, cc, words", [
+    ("10.14.1", "9.0", "built with TensorRT 10.13.2, running 10.14.1"),
+    ("10.13.2", "8.9", "built for compute capability 9.0"),
+])
+def test_engine_for_another_machine_is_refused(trt_version, cc, words):
+    with pytest.raises(BackendError, match=words):
+        check_compatibility(META, trt_version, "NVIDIA L4", cc)
+
+
+def test_hardware_compatible_engine():
+    meta = {**META, "hardware_compatibility": "ampere+"}
+    check_compatibility(meta, "10.13.2", "NVIDIA A100", "8.0")
+    with pytest.raises(BackendError, match="Ampere and newer"):
+        check_compatibility(meta, "10.13.2", "Tesla T4", "7.5")
+
+
+def test_onnx_for_build_must_be_the_plugin_graph(params, tmp_path):
+    import export.build_engine as be
+    from engine.errors import GacnError
+    from export.onnx_graph import build_model
+    p = tmp_path / "portable.onnx"
+    p.write_bytes(build_model(params).SerializeToString())
+    with pytest.raises(GacnError, match="--plugins"):
+        be.onnx_metadata(p)
+    q = tmp_path / "plugins.onnx"
+    q.write_bytes(build_model(params, plugins=True, fp16=True).SerializeToString())
+    assert be.onnx_metadata(q)["gacn.precision"] == "fp16"
+
+
+@needs_trt
+def test_fp16_engine_matches_golden(params, tmp_path, golden):
+    """Build the FP16 plugin engine and hold it to the FP16 tolerances on every golden pair."""
+    from conftest import golden_names
+    from engine import Fuser, metrics
+    from export.onnx_graph import build_model
+    onnx_path, plan = tmp_path / "g.onnx", tmp_path / "g.plan"
+    onnx_path.write_bytes(build_model(params, plugins=True, fp16=True).SerializeToString())
+    r = subprocess.run([sys.executable, str(REPO / "export" / "build_engine.py"), "--onnx", str(onnx_path), "-o", str(plan),
+                        "--max", "1080x1920", "--opt", "520x520"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "g.plan.json").read_text())["precision"] == "fp16"
+    with Fuser("tensorrt", engine=plan) as f:
+        for name in golden_names():
+            a, b, gf, gd, gm = golden(name)
+            res = f.fuse(a, b, maps=True)
+            rep = metrics.golden_report(res.fused, res.decision, res.mask, gf, gd, gm)
+            assert metrics.within(rep, metrics.FP16), (name, rep)
