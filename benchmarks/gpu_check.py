@@ -16,6 +16,7 @@ Prints the tables last; writes gpu_check.json and gpu_check.md under --out.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -120,16 +121,16 @@ def whole_path(results, data, weights):
                 row["stream_efficiency"] = row["streamed_pairs_per_s"] / row["compute_only_pairs_per_s"]
                 results["whole"].append(row)
                 print(row, flush=True)
+    from engine import preprocess
     for h, w in SIZES:
         a, b = test_pair(h, w)
-        luma = torch.from_numpy(np.stack([__import__("engine").preprocess.luma(x) for x in (a, b)])[:, None]).cuda()
+        y = torch.from_numpy(np.stack([preprocess.luma(a), preprocess.luma(b)])[:, None]).cuda()
         torch.cuda.reset_peak_memory_stats()
         with torch.no_grad():
-            ms = cuda_ms(torch, lambda: base.model(luma), 2, 5)
+            ms = cuda_ms(torch, functools.partial(base.model, y), 2, 5)
         results["baseline"].append({"size": f"{w}x{h}", "eager_fp32_network_ms": ms,
                                     "peak_gib": torch.cuda.max_memory_allocated() / 2**30})
         print(results["baseline"][-1], flush=True)
-        del luma
         torch.cuda.empty_cache()
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from export.checkpoint import CONV_BLOCKS, SSE_CHANNELS
+from export.checkpoint import CONV_BLOCKS
 from export.folding import fold_conv_block
 
 OPSET = 17  # ReduceMean takes axes as an attribute up to opset 17

@@ -450,8 +450,8 @@ def test_real_boundary_refine_and_blend(cpu, real):
 
 
 # ---- the CUDA kernels, emulated on the host --------------------------------------------------------------
-EMU_ACT_SHAPES = [  # several 122-row segments and 256-wide strips, C not a multiple of 8
-    (2, 1, 3, 130, 300), (1, 1, 8, 9, 70), (2, 2, 16, 5, 33), (1, 1, 5, 1, 40),
+EMU_ACT_SHAPES = [  # several 121-row bands and strips, channel groups with a tail (C = 20 in NHWC)
+    (2, 1, 3, 130, 300), (1, 1, 20, 9, 70), (2, 2, 16, 5, 33), (1, 1, 5, 1, 40),
 ]
 
 
@@ -469,21 +469,23 @@ def test_emu_activity_bit_exact(cpu, emu, shape, dtype, layout):
 
 
 def test_emu_activity_unaligned_nhwc(cpu, emu):
-    """Base pointers off 16-byte alignment take the scalar path."""
+    """Inputs and output 2 bytes off alignment: the output takes single-element stores."""
     rng = np.random.default_rng(14)
     buf_a, buf_b = (random_features(rng, 1, 1, 1, 1 + 10 * 12 * 16, np.float16).ravel() for _ in range(2))
     fa, fb = (x[1:].reshape(1, 10, 12, 16) for x in (buf_a, buf_b))  # contiguous views, 2 bytes in
-    assert fa.ctypes.data % 16 and fb.ctypes.data % 16
+    out = np.full(1 + fa.size, np.nan, np.float16)[1:].reshape(fa.shape)
+    assert fa.ctypes.data % 4 and fb.ctypes.data % 4 and out.ctypes.data % 4
     want = K.cpu_activity(np.ascontiguousarray(fa), np.ascontiguousarray(fb), "NHWC", lib=cpu)
-    out = nan_like(want)
     emu.activity(fa.ctypes.data, fb.ctypes.data, out.ctypes.data, 1, 1, 16, 10, 12, K.F16, K.NHWC)
     np.testing.assert_array_equal(out, want)
 
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
-@pytest.mark.parametrize("case", [  # c, h, w, dtype: tensor-core path (FP16, C % 16 == 0) and FMA path
-    (16, 13, 61, np.float16), (64, 25, 9, np.float16), (48, 12, 58, np.float16), (32, 7, 63, np.float16),
-    (1, 9, 13, np.float16), (16, 13, 61, np.float32), (3, 17, 35, np.float32)], ids=lambda s: str(s)[:30])
+@pytest.mark.parametrize("case", [  # c, h, w, dtype: tensor-core path (FP16, C % 16 == 0; W % 4 == 0 vectorised
+    # in NCHW) and the FMA path
+    (16, 13, 61, np.float16), (64, 25, 9, np.float16), (48, 12, 60, np.float16), (32, 7, 63, np.float16),
+    (16, 1, 3, np.float16), (1, 9, 13, np.float16), (16, 13, 61, np.float32), (3, 17, 35, np.float32)],
+    ids=lambda s: str(s)[:30])
 @pytest.mark.parametrize("relu,bn", [(False, False), (True, True)])
 def test_emu_spatial_gate(emu, case, relu, bn, layout):
     c, h, w, dtype = case
@@ -576,3 +578,50 @@ def test_emu_pixel_ops_bit_exact(cpu, emu, dtype):
             K.cpu_stack_next(st, masks[i], frames[i], i, lib=lib)
     for key in ("v0", "best", "index", "out"):
         np.testing.assert_array_equal(states[1][key], states[0][key])
+
+
+# ---- the GPU check's own logic (benchmarks/gpu_ops.py) on the host libraries -------------------------------------
+def _gpu_ops():
+    import importlib.util
+    path = K.REPO_ROOT / "benchmarks" / "gpu_ops.py"
+    spec = importlib.util.spec_from_file_location("gpu_ops", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_check_logic_on_emulated_kernels(emu, data_dir):
+    """check_ops as the GPU check runs it, on the emulated CUDA kernels and host tensors."""
+    rows = _gpu_ops().check_ops(emu, torch, data=data_dir, device="cpu", quick=True)
+    assert len(rows) > 50 and all(r["ok"] for r in rows), [r for r in rows if not r["ok"]]
+    assert {r["input"] for r in rows} == {"random", "real"}
+
+
+def test_gpu_check_can_fail(cpu):
+    """A library that swaps A and B in the activity, or leaves an output unwritten, is reported."""
+    gpu_ops = _gpu_ops()
+
+    class Broken:
+        def __getattr__(self, name):
+            return getattr(cpu, name)
+
+        def activity(self, fa, fb, bm, *args):
+            cpu.activity(fb, fa, bm, *args)
+
+        def boundary_refine(self, d4, ya, yb, d, m, n, na, h, w, dtype, stream=0):
+            cpu.boundary_refine(d4, ya, yb, d, m, n, na, h - 1, w, dtype, stream)  # last row unwritten
+
+    gen = torch.Generator().manual_seed(0)
+    fa, fb = torch.randn(1, 4, 9, 13, generator=gen) * 0.1, torch.randn(1, 4, 9, 13, generator=gen) * 0.1
+    assert gpu_ops.check_activity(cpu, torch, fa, fb, K.F32, K.NCHW, "random", "cpu")["ok"]
+    assert not gpu_ops.check_activity(Broken(), torch, fa, fb, K.F32, K.NCHW, "random", "cpu")["ok"]
+    d4 = gpu_ops._smooth_d4(torch, gen, 1, 16, 16, "cpu")
+    ya, yb = torch.rand(1, 1, 16, 16, generator=gen), torch.rand(1, 1, 16, 16, generator=gen)
+    rows = gpu_ops.check_refine(Broken(), torch, d4, ya, yb, K.F32, "random", "cpu")
+    assert not any(r["written"] for r in rows)
+
+
+def test_gpu_timing_logic_on_host(cpu):
+    rows = _gpu_ops().time_ops(cpu, torch, sizes=((16, 24),), device="cpu", reps=1, warmup=0)
+    assert {r["op"] for r in rows} == {"activity", "spatial_gate", "boundary_refine", "luma", "blend"}
+    assert all(r["kernel_ms"] > 0 and r["torch_ms"] > 0 for r in rows)

@@ -60,6 +60,18 @@ void logMessage(Severity severity, std::string const& message) noexcept
     }
 }
 
+void reportFailure(char const* who, char const* where, char const* what) noexcept
+{
+    try
+    {
+        logMessage(Severity::kERROR, concat(who, " ", where, ": ", what));
+    }
+    catch (...)
+    {
+        std::fprintf(stderr, "[gacn_plugins] ERROR: %s %s: %s\n", who, where, what); // out of memory
+    }
+}
+
 void fail(std::string const& message)
 {
     throw PluginError(message);
@@ -180,8 +192,7 @@ nvinfer1::IPluginCapability* GacnPluginBase::getCapabilityInterface(nvinfer1::Pl
     case nvinfer1::PluginCapabilityType::kBUILD: return static_cast<nvinfer1::IPluginV3OneBuild*>(this);
     case nvinfer1::PluginCapabilityType::kRUNTIME: return static_cast<nvinfer1::IPluginV3OneRuntime*>(this);
     }
-    logMessage(Severity::kERROR,
-        concat(mWho, " getCapabilityInterface: unknown capability type ", static_cast<int32_t>(type)));
+    reportFailure(mWho.c_str(), "getCapabilityInterface", "unknown PluginCapabilityType");
     return nullptr;
 }
 

@@ -75,6 +75,9 @@ std::string concat(Args&&... args)
 
 //! Run `fn` at the noexcept ABI boundary: any exception is logged as
 //! "<who> <where>: <what>" at kERROR and `failValue` is returned instead.
+//! Log "<who> <where>: <what>" at kERROR; never throws (drops the message if it cannot be built).
+void reportFailure(char const* who, char const* where, char const* what) noexcept;
+
 template <typename R, typename F>
 R guarded(std::string const& who, char const* where, R failValue, F&& fn) noexcept
 {
@@ -84,11 +87,11 @@ R guarded(std::string const& who, char const* where, R failValue, F&& fn) noexce
     }
     catch (std::exception const& e)
     {
-        logMessage(Severity::kERROR, concat(who, " ", where, ": ", e.what()));
+        reportFailure(who.c_str(), where, e.what());
     }
     catch (...)
     {
-        logMessage(Severity::kERROR, concat(who, " ", where, ": unknown exception"));
+        reportFailure(who.c_str(), where, "unknown exception");
     }
     return failValue;
 }

@@ -156,19 +156,27 @@ GacnActivityPluginCreator::GacnActivityPluginCreator() noexcept
 nvinfer1::IPluginV3* GacnActivityPluginCreator::createPlugin(
     char const* name, nvinfer1::PluginFieldCollection const* fc, nvinfer1::TensorRTPhase /*phase*/) noexcept
 {
-    std::string const layer = name != nullptr ? name : "";
-    return guarded(concat(kNAME, "[", layer, "]"), "createPlugin", static_cast<nvinfer1::IPluginV3*>(nullptr), [&] {
-        if (fc != nullptr)
-        {
-            for (int32_t i = 0; i < fc->nbFields; ++i)
+    try // building the names may throw bad_alloc
+    {
+        std::string const layer = name != nullptr ? name : "";
+        return guarded(concat(kNAME, "[", layer, "]"), "createPlugin", static_cast<nvinfer1::IPluginV3*>(nullptr), [&] {
+            if (fc != nullptr)
             {
-                logMessage(Severity::kWARNING,
-                    concat(kNAME, "[", layer, "] createPlugin: ignoring unknown field '",
-                        fc->fields[i].name != nullptr ? fc->fields[i].name : "", "'"));
+                for (int32_t i = 0; i < fc->nbFields; ++i)
+                {
+                    logMessage(Severity::kWARNING,
+                        concat(kNAME, "[", layer, "] createPlugin: ignoring unknown field '",
+                            fc->fields[i].name != nullptr ? fc->fields[i].name : "", "'"));
+                }
             }
-        }
-        return static_cast<nvinfer1::IPluginV3*>(std::make_unique<GacnActivityPlugin>(layer).release());
-    });
+            return static_cast<nvinfer1::IPluginV3*>(std::make_unique<GacnActivityPlugin>(layer).release());
+        });
+    }
+    catch (...)
+    {
+        reportFailure(kNAME, "createPlugin", "out of memory");
+    }
+    return nullptr;
 }
 
 } // namespace plugin

@@ -52,7 +52,8 @@ int32_t GacnBoundaryRefinePlugin::getOutputDataTypes(nvinfer1::DataType* outputT
         checkCounts(nbInputs, kNB_INPUTS, nbOutputs, kNB_OUTPUTS);
         GACN_PLUGIN_CHECK(
             isFloatOrHalf(inputTypes[kD4]), "d4 must be FLOAT or HALF, got ", dataTypeName(inputTypes[kD4]));
-        GACN_PLUGIN_CHECK(inputTypes[kYA] == nvinfer1::DataType::kFLOAT && inputTypes[kYB] == nvinfer1::DataType::kFLOAT,
+        GACN_PLUGIN_CHECK(
+            inputTypes[kYA] == nvinfer1::DataType::kFLOAT && inputTypes[kYB] == nvinfer1::DataType::kFLOAT,
             "ya and yb must be FLOAT, got ", dataTypeName(inputTypes[kYA]), " and ", dataTypeName(inputTypes[kYB]));
         // D and M are FP32 whatever d4's type: the mask feeds the blend.
         outputTypes[0] = nvinfer1::DataType::kFLOAT;
@@ -73,8 +74,8 @@ int32_t GacnBoundaryRefinePlugin::getOutputShapes(nvinfer1::DimsExprs const* inp
             GACN_PLUGIN_CHECK(inputs[i].nbDims == 4, "d4, ya and yb must be 4-D [N,1,H,W], input ", i, " has rank ",
                 inputs[i].nbDims);
             nvinfer1::IDimensionExpr const* c = inputs[i].d[1];
-            GACN_PLUGIN_CHECK(!c->isConstant() || c->getConstantValue() == 1, "d4, ya and yb must have one channel, input ",
-                i, " has ", c->getConstantValue());
+            GACN_PLUGIN_CHECK(!c->isConstant() || c->getConstantValue() == 1,
+                "d4, ya and yb must have one channel, input ", i, " has ", c->getConstantValue());
         }
         outputs[0] = inputs[kD4];
         outputs[1] = inputs[kD4];
@@ -195,17 +196,25 @@ GacnBoundaryRefinePluginCreator::GacnBoundaryRefinePluginCreator() noexcept
 nvinfer1::IPluginV3* GacnBoundaryRefinePluginCreator::createPlugin(
     char const* name, nvinfer1::PluginFieldCollection const* fc, nvinfer1::TensorRTPhase /*phase*/) noexcept
 {
-    std::string const layer = name != nullptr ? name : "";
-    std::string const who = concat(kNAME, "[", layer, "]");
-    return guarded(who, "createPlugin", static_cast<nvinfer1::IPluginV3*>(nullptr), [&] {
-        for (int32_t i = 0; fc != nullptr && i < fc->nbFields; ++i)
-        {
-            logMessage(Severity::kWARNING,
-                concat(who, " createPlugin: ignoring unknown field '",
-                    fc->fields[i].name != nullptr ? fc->fields[i].name : "", "'"));
-        }
-        return static_cast<nvinfer1::IPluginV3*>(std::make_unique<GacnBoundaryRefinePlugin>(layer).release());
-    });
+    try // building the names may throw bad_alloc
+    {
+        std::string const layer = name != nullptr ? name : "";
+        std::string const who = concat(kNAME, "[", layer, "]");
+        return guarded(who, "createPlugin", static_cast<nvinfer1::IPluginV3*>(nullptr), [&] {
+            for (int32_t i = 0; fc != nullptr && i < fc->nbFields; ++i)
+            {
+                logMessage(Severity::kWARNING,
+                    concat(who, " createPlugin: ignoring unknown field '",
+                        fc->fields[i].name != nullptr ? fc->fields[i].name : "", "'"));
+            }
+            return static_cast<nvinfer1::IPluginV3*>(std::make_unique<GacnBoundaryRefinePlugin>(layer).release());
+        });
+    }
+    catch (...)
+    {
+        reportFailure(kNAME, "createPlugin", "out of memory");
+    }
+    return nullptr;
 }
 
 } // namespace plugin

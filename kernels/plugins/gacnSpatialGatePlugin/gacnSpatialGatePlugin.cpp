@@ -197,26 +197,34 @@ GacnSpatialGatePluginCreator::GacnSpatialGatePluginCreator() noexcept
 nvinfer1::IPluginV3* GacnSpatialGatePluginCreator::createPlugin(
     char const* name, nvinfer1::PluginFieldCollection const* fc, nvinfer1::TensorRTPhase /*phase*/) noexcept
 {
-    std::string const layer = name != nullptr ? name : "";
-    std::string const who = concat(kNAME, "[", layer, "]");
-    return guarded(who, "createPlugin", static_cast<nvinfer1::IPluginV3*>(nullptr), [&] {
-        int32_t relu = 0; // default when the attribute is absent
-        for (int32_t i = 0; fc != nullptr && i < fc->nbFields; ++i)
-        {
-            nvinfer1::PluginField const& f = fc->fields[i];
-            if (f.name != nullptr && std::strcmp(f.name, kRELU) == 0)
+    try // building the names may throw bad_alloc
+    {
+        std::string const layer = name != nullptr ? name : "";
+        std::string const who = concat(kNAME, "[", layer, "]");
+        return guarded(who, "createPlugin", static_cast<nvinfer1::IPluginV3*>(nullptr), [&] {
+            int32_t relu = 0; // default when the attribute is absent
+            for (int32_t i = 0; fc != nullptr && i < fc->nbFields; ++i)
             {
-                relu = readIntField(f);
-                GACN_PLUGIN_CHECK(relu == 0 || relu == 1, "field 'relu' must be 0 or 1, got ", relu);
+                nvinfer1::PluginField const& f = fc->fields[i];
+                if (f.name != nullptr && std::strcmp(f.name, kRELU) == 0)
+                {
+                    relu = readIntField(f);
+                    GACN_PLUGIN_CHECK(relu == 0 || relu == 1, "field 'relu' must be 0 or 1, got ", relu);
+                }
+                else
+                {
+                    logMessage(Severity::kWARNING,
+                        concat(who, " createPlugin: ignoring unknown field '", f.name != nullptr ? f.name : "", "'"));
+                }
             }
-            else
-            {
-                logMessage(Severity::kWARNING,
-                    concat(who, " createPlugin: ignoring unknown field '", f.name != nullptr ? f.name : "", "'"));
-            }
-        }
-        return static_cast<nvinfer1::IPluginV3*>(std::make_unique<GacnSpatialGatePlugin>(layer, relu).release());
-    });
+            return static_cast<nvinfer1::IPluginV3*>(std::make_unique<GacnSpatialGatePlugin>(layer, relu).release());
+        });
+    }
+    catch (...)
+    {
+        reportFailure(kNAME, "createPlugin", "out of memory");
+    }
+    return nullptr;
 }
 
 } // namespace plugin

@@ -1,0 +1,434 @@
+"""Per-operation checks and timings of the GACN kernel library, for benchmarks/gpu_check.py.
+
+``check_ops`` runs every operation of kernels/include/gacn_kernels.h on fresh random and real
+inputs and compares it with a float64 PyTorch reference (export/model.py) under an error bound
+derived from FP32 rounding; outputs are poisoned (NaN, or a sentinel for integers) before each
+run so that an unwritten element fails. ``time_ops`` times the custom operations with CUDA
+events (median after warm-up) against the PyTorch ops they replace.
+
+Both take ``device``: "cuda" with the CUDA library (device pointers, torch's current stream),
+or "cpu" with a host library ("cpu" or "emu", host pointers), which is how the CPU tests run this
+module's logic without a GPU. No top-level side effects; torch is passed in.
+"""
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from engine import kernels as K
+
+log = logging.getLogger(__name__)
+
+EPS32 = 2.0 ** -24
+PAIR = "color_lytro_01"  # 520x520 RGB golden pair for the real inputs
+TARGETS_4K_MS = {"activity": 2.0, "spatial_gate": 1.0, "boundary_refine": 0.5}
+
+
+# ---- helpers -------------------------------------------------------------------------------------------
+def _stream(torch, device: str) -> int:
+    return torch.cuda.current_stream().cuda_stream if device == "cuda" else 0
+
+
+def _sync(torch, device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _dtype(torch, kdtype: int):
+    return torch.float16 if kdtype == K.F16 else torch.float32
+
+
+def _layout_tensor(torch, x, layout: int):
+    """x (NCHW logical) stored in ``layout``: channels_last memory is NHWC."""
+    fmt = torch.channels_last if layout == K.NHWC else torch.contiguous_format
+    return x.contiguous(memory_format=fmt)
+
+
+def _poison_like(torch, x, layout: int | None = None):
+    y = torch.full_like(x, float("nan")) if x.is_floating_point() else torch.full_like(x, 0xAB)
+    return _layout_tensor(torch, y, layout) if layout is not None else y
+
+
+def _row(name, kdtype, layout, inp, shape, out, ref, tol, exact=False) -> dict:
+    """One result row: every element written (no NaN) and |out - ref| <= tol elementwise."""
+    out64, ref64 = out.double(), ref.double()
+    written = not bool(out64.isnan().any()) if out.is_floating_point() else True
+    err = (out64 - ref64).abs()
+    if exact:
+        ok = bool((err == 0).all())
+        worst_tol = 0.0
+    else:
+        ratio = err / tol
+        ok = bool((err <= tol).all())
+        worst_tol = float(tol.flatten()[int(ratio.flatten().argmax())])
+    return {"name": name, "dtype": {K.F16: "f16", K.F32: "f32"}.get(kdtype, kdtype),
+            "layout": {K.NCHW: "NCHW", K.NHWC: "NHWC"}.get(layout, layout), "input": inp,
+            "shape": "x".join(map(str, shape)), "max_err": float(err.max()) if err.numel() else 0.0,
+            "tol": worst_tol, "ok": ok and written, "written": written}
+
+
+def _out_rounding(ref, kdtype):
+    return ref.abs() * (2.0 ** -11 if kdtype == K.F16 else 2.0 ** -23) + (2.0 ** -24 if kdtype == K.F16 else 1e-45)
+
+
+# ---- float64 references with error bounds (export/model.py) -----------------------------------------------
+def ref_activity(torch, fa, fb):
+    """Bm64 and its bound for an FP32 evaluation from the same inputs (NCHW tensors)."""
+    from export import model as M
+    ga, gb = M.squared_gradient(fa.double()), M.squared_gradient(fb.double())
+    s = M.box_sum(ga - gb, M.ACTIVITY_RADIUS)
+    s_abs = M.box_sum(ga + gb, M.ACTIVITY_RADIUS)
+    tol = 0.25 * M.SHARPNESS * 64 * EPS32 * s_abs + 0.25 * (M.SHARPNESS * s).abs() * 2 * EPS32 + 1e-7
+    return torch.sigmoid(M.SHARPNESS * s), tol
+
+
+def ref_gate(torch, x, weight, bn, relu: bool):
+    """y64 and its bound; x NCHW, weight [C,7,7] float32, bn [2,C] float32 or None."""
+    import torch.nn.functional as F
+    u = x.double()
+    if relu:
+        u = u.clamp_min(0)
+    mag = u.abs()
+    if bn is not None:
+        scale, shift = bn[0].double()[:, None, None], bn[1].double()[:, None, None]
+        mag = (u * scale).abs() + shift.abs()
+        u = u * scale + shift
+    w = weight.double()[None]
+    logit = F.conv2d(u, w, padding=3)
+    labs = F.conv2d(mag, w.abs(), padding=3)
+    tol = u.abs() * 0.25 * (2e-5 * labs + 1e-7) + mag * 4 * EPS32
+    return u * torch.sigmoid(logit), tol
+
+
+def ref_refine(torch, d4, ya, yb):
+    """(D64, M64, Bl64) with the exact float64 Gaussian taps."""
+    import torch.nn.functional as F
+    from export import model as M
+    model = M.GACN().to(d4.device)
+    model.gauss = torch.from_numpy(M.gaussian_taps()).to(d4.device)
+    d, m = model.boundary_refine(d4.double(), ya.double(), yb.double())
+    g = model.gauss
+    bl = F.conv2d(F.conv2d(d, g.view(1, 1, 1, -1), padding=(0, 4)), g.view(1, 1, -1, 1), padding=(4, 0))
+    return d, m, bl
+
+
+def ref_luma(torch, v, peak: int):
+    """Integer pixel values [N,H,W,ch] (any integer dtype) -> float32 [N,1,H,W], the header's recipe."""
+    if v.shape[-1] == 1:
+        return (v.float() / float(peak)).permute(0, 3, 1, 2)  # one float32 division
+    s = v.double() * (1.0 / peak)
+    return (s[..., 0] * 0.2125 + s[..., 1] * 0.7154 + s[..., 2] * 0.0721).float()[:, None]
+
+
+def ref_blend(torch, a, b, m, peak: int):
+    """round(clip(m*A + (1-m)*B, 0, 1) * max) in float32; a, b integer [N,H,W,ch], m [N,1,H,W]."""
+    mm = m[:, 0, :, :, None]
+    v = mm * (a.float() / float(peak)) + (1 - mm) * (b.float() / float(peak))
+    return torch.round(v.clamp(0, 1) * float(peak))
+
+
+# ---- inputs ---------------------------------------------------------------------------------------------------
+def real_inputs(torch, data: Path, device: str, crop: tuple[int, int] | None = None) -> dict:
+    """Intermediate tensors of the float32 PyTorch model on a golden pair (top-left crop if given)."""
+    from engine import preprocess
+    from engine.imageio import read_image
+    from export.model import GACN
+    a = read_image(data / "pairs" / f"{PAIR}_1.png")
+    b = read_image(data / "pairs" / f"{PAIR}_2.png")
+    if crop:
+        a, b = np.ascontiguousarray(a[: crop[0], : crop[1]]), np.ascontiguousarray(b[: crop[0], : crop[1]])
+    model = GACN.from_checkpoint(data / "GACN.pkl").to(device)
+    luma = torch.from_numpy(np.stack([preprocess.luma(a), preprocess.luma(b)])[:, None]).to(device)
+    with torch.no_grad():
+        f = model.features(luma)
+        bm = model.activity(f[:1], f[1:])
+        block = model.dp_blocks[0]
+        pre = block.conv(model.sse[0](bm))
+        scale, shift = block.bn_affine()
+        d4 = model.decision_logits(bm)
+    return {"a": torch.from_numpy(a).to(device), "b": torch.from_numpy(b).to(device), "luma": luma, "f": f,
+            "bm": bm, "pre": pre, "bn": torch.stack([scale, shift]).detach().contiguous(),
+            "w4": model.sse[0].conv.weight[0].detach().contiguous(),
+            "w5": model.sse[1].conv.weight[0].detach().contiguous(), "d4": d4}
+
+
+def _smooth_d4(torch, gen, n, h, w, device):
+    import torch.nn.functional as F
+    base = torch.randn(n, 1, h // 4 + 2, w // 4 + 2, generator=gen, dtype=torch.float64)
+    d4 = F.interpolate(base, size=(h, w), mode="bilinear", align_corners=False) * 0.004
+    return (d4 + torch.randn(n, 1, h, w, generator=gen, dtype=torch.float64) * 0.0005).float().to(device)
+
+
+# ---- checks ----------------------------------------------------------------------------------------------------
+def check_activity(lib, torch, fa, fb, kdtype, layout, inp, device) -> dict:
+    fa = _layout_tensor(torch, fa.to(_dtype(torch, kdtype)), layout)
+    fb = _layout_tensor(torch, fb.to(_dtype(torch, kdtype)), layout)
+    n, c, h, w = fb.shape
+    bm = _poison_like(torch, fb, layout)
+    lib.activity(fa.data_ptr(), fb.data_ptr(), bm.data_ptr(), n, fa.shape[0], c, h, w, kdtype, layout,
+                 _stream(torch, device))
+    _sync(torch, device)
+    ref, tol = ref_activity(torch, fa, fb)
+    return _row("activity", kdtype, layout, inp, fb.shape, bm, ref, tol + _out_rounding(ref, kdtype))
+
+
+def check_gate(lib, torch, x, weight, bn, relu, kdtype, layout, inp, device) -> dict:
+    x = _layout_tensor(torch, x.to(_dtype(torch, kdtype)), layout)
+    n, c, h, w = x.shape
+    weight = weight.float().contiguous()
+    bn = bn.float().contiguous() if bn is not None else None
+    y = _poison_like(torch, x, layout)
+    lib.spatial_gate(x.data_ptr(), weight.data_ptr(), bn.data_ptr() if bn is not None else 0, int(relu), y.data_ptr(),
+                     n, c, h, w, kdtype, layout, _stream(torch, device))
+    _sync(torch, device)
+    ref, tol = ref_gate(torch, x, weight, bn, relu)
+    name = f"spatial_gate C={c}" + (" relu+bn" if bn is not None else " relu" if relu else "")
+    return _row(name, kdtype, layout, inp, x.shape, y, ref, tol + _out_rounding(ref, kdtype))
+
+
+def check_refine(lib, torch, d4, ya, yb, kdtype, inp, device) -> list[dict]:
+    d4 = d4.to(_dtype(torch, kdtype)).contiguous()
+    ya, yb = ya.float().contiguous(), yb.float().contiguous()
+    n, _, h, w = d4.shape
+    d, m = _poison_like(torch, yb), _poison_like(torch, yb)
+    lib.boundary_refine(d4.data_ptr(), ya.data_ptr(), yb.data_ptr(), d.data_ptr(), m.data_ptr(), n, ya.shape[0], h, w,
+                        kdtype, _stream(torch, device))
+    _sync(torch, device)
+    d_ref, m_ref, bl = ref_refine(torch, d4, ya, yb)
+    t = (1000.0 * d4.double()).abs()
+    d_tol = 0.25 * t * 4 * EPS32 + 2 * EPS32
+    # Where Bl is within rounding of a threshold (0.8, 0.1), float32 and float64 may rightly
+    # pick different branches; those pixels are compared with a tolerance of 1.
+    ambiguous = ((bl - 0.8).abs() < 1e-6) | ((bl - 0.1).abs() < 1e-6)
+    m_tol = torch.where(ambiguous, torch.ones_like(m_ref), torch.full_like(m_ref, 1e-5))
+    return [_row("boundary_refine D", kdtype, None, inp, d4.shape, d, d_ref, d_tol),
+            _row("boundary_refine M", kdtype, None, inp, d4.shape, m, m_ref, m_tol)]
+
+
+def check_pixels(lib, torch, gen, device, h=37, w=53) -> list[dict]:
+    """Luma, blend and stack selection, bit-exact against float64/float32 torch formulas."""
+    rows = []
+    stream = _stream(torch, device)
+    for bits in (8, 16):
+        top = (1 << bits) - 1
+        for ch in (1, 3):
+            def rnd(*shape):  # pixels as uint8, or as uint16 bits held in int16 (torch's uint16 is thin)
+                v = torch.randint(0, top + 1, shape, generator=gen, dtype=torch.int32)
+                return (v.to(torch.uint8) if bits == 8 else torch.where(v > 32767, v - 65536, v).to(torch.int16)).to(device)
+            img = rnd(2, h, w, ch)
+            ref = ref_luma(torch, _values(img, bits), top)
+            for kdtype in (K.F32, K.F16):
+                out = torch.full((2, 1, h, w), float("nan"), dtype=_dtype(torch, kdtype), device=device)
+                lib.luma(img.data_ptr(), out.data_ptr(), 2, h, w, ch, bits, kdtype, stream)
+                _sync(torch, device)
+                rows.append(_row(f"luma u{bits} ch={ch}", kdtype, None, "random", img.shape, out, ref.to(out.dtype),
+                                 None, exact=True))
+            a, b = rnd(1, h, w, ch), rnd(2, h, w, ch)
+            m = torch.rand(2, 1, h, w, generator=gen).to(device)
+            m[:, 0, 0, :5] = torch.tensor([0.0, 1.0, 0.5, -2e-6, 1 + 2e-6])  # ends, a tie, outside [0, 1]
+            out = torch.full_like(b, 0x5A)
+            lib.blend(a.data_ptr(), b.data_ptr(), m.data_ptr(), out.data_ptr(), 2, 1, h, w, ch, bits, stream)
+            _sync(torch, device)
+            ref = ref_blend(torch, _values(a, bits), _values(b, bits), m, top)
+            rows.append(_row(f"blend u{bits} ch={ch}", bits, None, "random", b.shape, _values(out, bits), ref, None,
+                             exact=True))
+            rows.append(_check_stack(lib, torch, gen, rnd, h, w, ch, bits, device))
+    return rows
+
+
+def _values(t, bits):
+    """Pixel values as int32: uint8 as is, uint16 bits held in int16 read unsigned."""
+    return t.int() if bits == 8 else t.int() & 0xFFFF
+
+
+def _check_stack(lib, torch, gen, rnd, h, w, ch, bits, device) -> dict:
+    frames = [rnd(h, w, ch) for _ in range(5)]
+    masks = [torch.rand(h, w, generator=gen).to(device) for _ in range(5)]
+    masks[1][0, :3] = torch.tensor([0.5, 0.0, 1.0])
+    v0, best = torch.full((h, w), float("nan"), device=device), torch.full((h, w), float("nan"), device=device)
+    index = torch.full((h, w), -1, dtype=torch.int32, device=device)
+    out = torch.full_like(frames[0], 0x5A)
+    stream = _stream(torch, device)
+    lib.stack_first(masks[1].data_ptr(), frames[0].data_ptr(), frames[1].data_ptr(), v0.data_ptr(), best.data_ptr(),
+                    index.data_ptr(), out.data_ptr(), h, w, ch, bits, stream)
+    for i in range(2, 5):
+        lib.stack_next(masks[i].data_ptr(), frames[i].data_ptr(), i, v0.data_ptr(), best.data_ptr(), index.data_ptr(),
+                       out.data_ptr(), h, w, ch, bits, stream)
+    _sync(torch, device)
+    # Reference: the volume of spec section 8 in float32, first index on ties.
+    r_v0 = masks[1]
+    vols = [r_v0, 1 - masks[1]] + [r_v0 / (masks[i] + 1e-4) * (1 - masks[i]) for i in range(2, 5)]
+    r_best, r_index = vols[0].clone(), torch.zeros((h, w), dtype=torch.int32, device=device)
+    for i, v in enumerate(vols[1:], 1):
+        win = v > r_best
+        r_best = torch.where(win, v, r_best)
+        r_index = torch.where(win, torch.full_like(r_index, i), r_index)
+    r_out = torch.stack(frames)[r_index.long(), torch.arange(h, device=device)[:, None], torch.arange(w, device=device)]
+    written = bool((index >= 0).all()) and not bool(v0.isnan().any() or best.isnan().any())
+    ok = (bool((v0 == r_v0).all()) and bool((best == r_best).all()) and bool((index == r_index).all())
+          and bool((out == r_out).all()))
+    return {"name": f"stack u{bits} ch={ch}", "dtype": bits, "layout": None, "input": "random",
+            "shape": f"5x{h}x{w}x{ch}", "max_err": float((best - r_best).abs().max()), "tol": 0.0,
+            "ok": ok and written, "written": written}
+
+
+def check_ops(lib, torch, data: Path | None = None, device: str = "cuda", quick: bool = False) -> list[dict]:
+    """Every operation against its float64 reference; ``quick`` shrinks the sizes for emulators."""
+    gen = torch.Generator().manual_seed(20240607)
+    rows: list[dict] = []
+    dev = device
+
+    def randn(*shape, scale=1.0):
+        return (torch.randn(*shape, generator=gen) * scale).to(dev)
+
+    ah, aw = (29, 47) if quick else (131, 263)   # crosses row bands (121) and strips (242)
+    gh, gw = (15, 60) if quick else (67, 133)    # crosses 12 x 56 and 16 x 32 tiles
+    rh, rw = (37, 45) if quick else (133, 250)   # crosses 32 x 32 tiles
+    real = None
+    if data is not None:
+        real = real_inputs(torch, Path(data), dev, crop=(48, 72) if quick else None)
+
+    for kdtype in (K.F16, K.F32):
+        for layout in (K.NCHW, K.NHWC):
+            rows.append(check_activity(lib, torch, randn(1, 64, ah, aw, scale=0.1), randn(2, 64, ah, aw, scale=0.1),
+                                       kdtype, layout, "random", dev))
+            if real is not None:
+                rows.append(check_activity(lib, torch, real["f"][:1], real["f"][1:], kdtype, layout, "real", dev))
+            for c, relu, bn in ((64, False, False), (64, True, True), (48, True, True), (16, True, True), (1, True, True)):
+                weight = randn(c, 7, 7, scale=0.3 / c ** 0.5)
+                bnp = torch.stack([torch.rand(c, generator=gen) * 3.5 - 1.5, torch.randn(c, generator=gen) * 0.2]).to(dev)
+                rows.append(check_gate(lib, torch, randn(2, c, gh, gw), weight, bnp if bn else None, relu, kdtype, layout,
+                                       "random", dev))
+            if real is not None:
+                rows.append(check_gate(lib, torch, real["bm"], real["w4"], None, False, kdtype, layout, "real", dev))
+                rows.append(check_gate(lib, torch, real["pre"], real["w5"], real["bn"], True, kdtype, layout, "real", dev))
+        d4 = _smooth_d4(torch, gen, 2, rh, rw, dev)
+        ya, yb = torch.rand(1, 1, rh, rw, generator=gen).to(dev), torch.rand(2, 1, rh, rw, generator=gen).to(dev)
+        rows.extend(check_refine(lib, torch, d4, ya, yb, kdtype, "random", dev))
+        if real is not None:
+            rows.extend(check_refine(lib, torch, real["d4"], real["luma"][:1], real["luma"][1:], kdtype, "real", dev))
+    rows.extend(check_pixels(lib, torch, gen, dev))
+    bad = [r for r in rows if not r["ok"]]
+    log.info("%d op checks, %d failed", len(rows), len(bad))
+    return rows
+
+
+# ---- timings ---------------------------------------------------------------------------------------------------
+def _median_ms(torch, fn, device: str, reps: int, warmup: int) -> float:
+    for _ in range(warmup):
+        fn()
+    _sync(torch, device)
+    times = []
+    if device == "cuda":
+        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(reps)]
+        for e0, e1 in events:
+            e0.record()
+            fn()
+            e1.record()
+        torch.cuda.synchronize()
+        times = [e0.elapsed_time(e1) for e0, e1 in events]
+    else:
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def _time_activity(lib, torch, h, w, kdtype, layout, dev, reps, warmup):
+    """C = 64, one pair; torch: the model's squared_gradient + box_sum + sigmoid in FP32."""
+    from export import model as M
+    dt = _dtype(torch, kdtype)
+    fa = _layout_tensor(torch, torch.randn(1, 64, h, w, device=dev, dtype=dt) * 0.1, layout)
+    fb = _layout_tensor(torch, torch.randn(1, 64, h, w, device=dev, dtype=dt) * 0.1, layout)
+    bm = torch.empty_like(fa)
+    stream = _stream(torch, dev)
+    k_ms = _median_ms(torch, lambda: lib.activity(fa.data_ptr(), fb.data_ptr(), bm.data_ptr(), 1, 1, 64, h, w, kdtype,
+                                                  layout, stream), dev, reps, warmup)
+    fa32, fb32 = fa.float().contiguous(), fb.float().contiguous()
+    t_ms = _median_ms(torch, lambda: M.GACN.activity(fa32, fb32), dev, max(3, reps // 4), 2)
+    return k_ms, t_ms, 3 * fa.numel() * fa.element_size()
+
+
+def _time_gate(lib, torch, h, w, c, fused_bn, layout, dev, reps, warmup):
+    """FP16; torch: ReLU, BatchNorm, conv7x7 C->1 (cuDNN), sigmoid and product, unfused."""
+    import torch.nn.functional as F
+    x = _layout_tensor(torch, torch.randn(1, c, h, w, device=dev, dtype=torch.float16), layout)
+    wt = (torch.randn(c, 7, 7, device=dev) * 0.3 / c ** 0.5).contiguous()
+    bn = torch.stack([torch.rand(c, device=dev) + 0.5, torch.randn(c, device=dev) * 0.1]).contiguous()
+    y = torch.empty_like(x)
+    bn_ptr, stream = bn.data_ptr() if fused_bn else 0, _stream(torch, dev)
+    k_ms = _median_ms(torch, lambda: lib.spatial_gate(x.data_ptr(), wt.data_ptr(), bn_ptr, int(fused_bn), y.data_ptr(),
+                                                      1, c, h, w, K.F16, layout, stream), dev, reps, warmup)
+    w16 = wt[None].to(torch.float16).contiguous(memory_format=torch.channels_last)
+    s16, t16 = bn[0].half()[:, None, None], bn[1].half()[:, None, None]
+
+    def torch_gate():
+        u = F.relu(x) * s16 + t16 if fused_bn else x
+        return u * torch.sigmoid(F.conv2d(u, w16, padding=3))
+    t_ms = _median_ms(torch, torch_gate, dev, max(3, reps // 4), 2)
+    return k_ms, t_ms, 2 * x.numel() * 2
+
+
+def _time_refine(lib, torch, h, w, dev, reps, warmup):
+    """FP16 d4; torch: the model's boundary_refine in FP32."""
+    from export import model as M
+    d4 = (torch.randn(1, 1, h, w, device=dev) * 0.003).half()
+    ya, yb = torch.rand(1, 1, h, w, device=dev), torch.rand(1, 1, h, w, device=dev)
+    d, m = torch.empty_like(ya), torch.empty_like(ya)
+    stream = _stream(torch, dev)
+    k_ms = _median_ms(torch, lambda: lib.boundary_refine(d4.data_ptr(), ya.data_ptr(), yb.data_ptr(), d.data_ptr(),
+                                                         m.data_ptr(), 1, 1, h, w, K.F16, stream), dev, reps, warmup)
+    model, d4f = M.GACN().to(dev), d4.float()
+    t_ms = _median_ms(torch, lambda: model.boundary_refine(d4f, ya, yb), dev, max(3, reps // 4), 2)
+    return k_ms, t_ms, h * w * (2 + 4 * 4)
+
+
+def _time_pixels(lib, torch, h, w, dev, reps, warmup):
+    """Luma and blend of an RGB uint8 pair; torch: the same formulas as tensor ops."""
+    img = torch.randint(0, 256, (2, h, w, 3), dtype=torch.uint8, device=dev)
+    luma, out = torch.empty(2, 1, h, w, device=dev), torch.empty_like(img[:1])
+    mm = torch.rand(1, 1, h, w, device=dev)
+    stream = _stream(torch, dev)
+    k_luma = _median_ms(torch, lambda: lib.luma(img.data_ptr(), luma.data_ptr(), 2, h, w, 3, 8, K.F32, stream),
+                        dev, reps, warmup)
+    t_luma = _median_ms(torch, lambda: ref_luma(torch, img, 255), dev, max(3, reps // 4), 2)
+    k_blend = _median_ms(torch, lambda: lib.blend(img[:1].data_ptr(), img[1:].data_ptr(), mm.data_ptr(), out.data_ptr(),
+                                                  1, 1, h, w, 3, 8, stream), dev, reps, warmup)
+    t_blend = _median_ms(torch, lambda: ref_blend(torch, img[:1], img[1:], mm, 255).to(torch.uint8), dev,
+                         max(3, reps // 4), 2)
+    return (k_luma, t_luma, img.numel() + luma.numel() * 4), (k_blend, t_blend, img.numel() + out.numel() + mm.numel() * 4)
+
+
+def time_ops(lib, torch, sizes=((520, 520), (1080, 1920), (2160, 3840)), device: str = "cuda", reps: int = 20,
+             warmup: int = 5) -> list[dict]:
+    """Kernel vs the PyTorch ops it replaces, per size: median ms, speedup, effective bandwidth."""
+    if device == "cuda":
+        torch.backends.cudnn.benchmark = True
+    rows = []
+    for h, w in sizes:
+        def row(op, variant, timing):
+            k_ms, t_ms, nbytes = timing
+            target = TARGETS_4K_MS.get(op) if (h, w) == (2160, 3840) and variant.startswith("f16") else None
+            rows.append({"op": op, "variant": variant, "size": f"{w}x{h}", "kernel_ms": k_ms, "torch_ms": t_ms,
+                         "speedup": t_ms / k_ms if k_ms > 0 else float("nan"), "kernel_GBps": nbytes / k_ms / 1e6,
+                         "target_ms": target, "meets_target": None if target is None else k_ms <= target})
+
+        for kdtype, layout in ((K.F16, K.NHWC), (K.F16, K.NCHW), (K.F32, K.NCHW)):
+            variant = f"{'f16' if kdtype == K.F16 else 'f32'} {'NHWC' if layout == K.NHWC else 'NCHW'}"
+            row("activity", variant, _time_activity(lib, torch, h, w, kdtype, layout, device, reps, warmup))
+        for c, fused_bn in ((64, False), (64, True), (16, True)):
+            for layout in (K.NHWC, K.NCHW):
+                variant = f"f16 {'NHWC' if layout == K.NHWC else 'NCHW'} C={c}{' relu+bn' if fused_bn else ''}"
+                row("spatial_gate", variant, _time_gate(lib, torch, h, w, c, fused_bn, layout, device, reps, warmup))
+        row("boundary_refine", "f16 d4", _time_refine(lib, torch, h, w, device, reps, warmup))
+        luma, blend = _time_pixels(lib, torch, h, w, device, reps, warmup)
+        row("luma", "u8 RGB -> f32", luma)
+        row("blend", "u8 RGB", blend)
+        if device == "cuda":
+            torch.cuda.empty_cache()
+    return rows

@@ -1,0 +1,56 @@
+/*
+ * gacn_args.h: argument checks shared by the CUDA and CPU launchers, so that both libraries
+ * reject exactly the same calls with GACN_ERR_INVALID.
+ */
+#ifndef GACN_ARGS_H
+#define GACN_ARGS_H
+
+#include "gacn_kernels.h"
+
+/* Grid z (batch) is limited to 65535 on the device; the CPU library keeps the same bound. */
+#define GACN_MAX_BATCH 65535
+/* Pixel indices inside one plane are 32-bit; offsets across planes and channels are 64-bit. */
+#define GACN_MAX_PLANE 0x7fffffffLL
+
+static inline int gacn_valid_nchw(int n, int c, int h, int w) {
+    return n >= 1 && n <= GACN_MAX_BATCH && c >= 1 && h >= 1 && w >= 1 && (long long)h * w <= GACN_MAX_PLANE;
+}
+static inline int gacn_valid_dtype(int dtype) { return dtype == GACN_F32 || dtype == GACN_F16; }
+static inline int gacn_valid_layout(int layout) { return layout == GACN_NCHW || layout == GACN_NHWC; }
+static inline int gacn_valid_batch(int n, int na) { return na == 1 || na == n; }
+static inline int gacn_valid_image(int channels, int bits) {
+    return (channels == 1 || channels == 3) && (bits == 8 || bits == 16);
+}
+
+static inline int gacn_check_activity(const void* fa, const void* fb, const void* bm, int n, int na, int c, int h,
+                                      int w, int dtype, int layout) {
+    return fa && fb && bm && gacn_valid_nchw(n, c, h, w) && gacn_valid_batch(n, na) && gacn_valid_dtype(dtype) &&
+           gacn_valid_layout(layout);
+}
+static inline int gacn_check_spatial_gate(const void* x, const float* weight, const void* y, int n, int c, int h,
+                                          int w, int dtype, int layout) {
+    return x && weight && y && x != y && gacn_valid_nchw(n, c, h, w) && gacn_valid_dtype(dtype) &&
+           gacn_valid_layout(layout);
+}
+static inline int gacn_check_boundary_refine(const void* d4, const float* ya, const float* yb, const float* d,
+                                             const float* m, int n, int na, int h, int w, int dtype) {
+    return d4 && ya && yb && d && m && gacn_valid_nchw(n, 1, h, w) && h >= 8 && w >= 8 && gacn_valid_batch(n, na) &&
+           gacn_valid_dtype(dtype);
+}
+static inline int gacn_check_luma(const void* img, const void* luma, int n, int h, int w, int channels, int bits,
+                                  int dtype) {
+    return img && luma && gacn_valid_nchw(n, channels, h, w) && gacn_valid_image(channels, bits) &&
+           gacn_valid_dtype(dtype);
+}
+static inline int gacn_check_blend(const void* a, const void* b, const float* m, const void* out, int n, int na,
+                                   int h, int w, int channels, int bits) {
+    return a && b && m && out && gacn_valid_nchw(n, channels, h, w) && gacn_valid_batch(n, na) &&
+           gacn_valid_image(channels, bits);
+}
+static inline int gacn_check_stack(const float* m, const void* frame, const float* v0, const float* best,
+                                   const int32_t* index, const void* out, int h, int w, int channels, int bits) {
+    return m && frame && v0 && best && index && out && gacn_valid_nchw(1, channels, h, w) &&
+           gacn_valid_image(channels, bits);
+}
+
+#endif /* GACN_ARGS_H */
