@@ -203,10 +203,10 @@ def main(argv=None) -> int:
         section("ops", results, lambda: results["ops"].extend(gpu_ops.check_ops(lib, torch, data=args.data)))
     if "golden" not in skip:
         section("golden", results, lambda: golden_path(results, args.data, weights))
-    if "timing" not in skip:
-        section("op timing", results, lambda: results["op_timing"].extend(gpu_ops.time_ops(lib, torch)))
     if "whole" not in skip:
         section("whole path", results, lambda: whole_path(results, args.data, weights))
+    if "timing" not in skip:
+        section("op timing", results, lambda: results["op_timing"].extend(gpu_ops.time_ops(lib, torch)))
     if "stack" not in skip:
         section("stack65", results, lambda: stack65(results, args.data, weights))
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import statistics
 import sys
 import time
@@ -25,7 +26,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 log = logging.getLogger("latency")
-DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "gacn"
+DATA = Path(os.environ.get("GACN_TEST_DATA", Path(__file__).resolve().parent.parent.parent / "shared" / "gacn"))
 
 
 def parse_sizes(text: str) -> list[tuple[int, int]]:
