@@ -70,8 +70,9 @@ def golden_path(results, data, weights):
     from engine.imageio import read_image
     names = sorted(p.name[:-9] for p in (data / "golden").glob("*_maps.npz"))
     rows = results["golden"]
-    for precision, tol in (("fp32", metrics.FP32), ("fp16", metrics.FP16)):
-        with Fuser("torch-cuda", weights=weights, precision=precision) as f:
+    for precision, tol, tf32 in (("fp32", metrics.FP32, False), ("fp16", metrics.FP16, False), ("fp16+tf32", metrics.FP16, True)):
+        with Fuser("torch-cuda", weights=weights, precision=precision.split("+")[0]) as f:
+            f.pipeline.runner.net.tf32_features = tf32
             for n in names:
                 a, b = (read_image(data / "pairs" / f"{n}_{i}.png") for i in (1, 2))
                 g = np.load(data / "golden" / f"{n}_maps.npz")
@@ -94,17 +95,19 @@ def whole_path(results, data, weights):
     from engine import Fuser
     from latency import Baseline, test_pair
     base = Baseline(weights, "cuda")
-    for precision in ("fp16", "fp32"):
-        with Fuser("torch-cuda", weights=weights, precision=precision) as f:
+    for precision in ("fp16", "fp16+tf32", "fp32"):
+        with Fuser("torch-cuda", weights=weights, precision=precision.split("+")[0]) as f:
             runner = f.pipeline.runner
+            runner.net.tf32_features = precision.endswith("tf32")
             for h, w in SIZES:
                 a, b = test_pair(h, w)
-                for _ in range(3):  # warm-up: cuDNN plans, CUDA graph capture
-                    f.fuse(a, b)
                 torch.cuda.synchronize()
+                before = torch.cuda.memory_allocated()
                 torch.cuda.reset_peak_memory_stats()
+                for _ in range(3):  # warm-up: cuDNN plans, CUDA graph capture (the eager run sets the peak)
+                    f.fuse(a, b)
+                peak = (torch.cuda.max_memory_allocated() - before) / 2**30
                 e2e = [f.fuse(a, b).timings for _ in range(10)]
-                peak = torch.cuda.max_memory_allocated() / 2**30
                 runner.io(2, h, w)  # luma still holds this pair: time the network alone on its stream
                 stream = f.pipeline.compute
                 with torch.cuda.stream(torch.cuda.ExternalStream(int(stream))):
@@ -132,6 +135,33 @@ def whole_path(results, data, weights):
                                     "peak_gib": torch.cuda.max_memory_allocated() / 2**30})
         print(results["baseline"][-1], flush=True)
         torch.cuda.empty_cache()
+
+
+def profile(results, weights):
+    """Where the time goes: one eager 3840x2160 pair through the network, kernels by CUDA time."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile as prof
+    from engine import Fuser
+    from latency import test_pair
+    from engine import preprocess
+    a, b = test_pair(2160, 3840)
+    y = torch.from_numpy(np.stack([preprocess.luma(a), preprocess.luma(b)])[:, None]).cuda()
+    with Fuser("torch-cuda", weights=weights, precision="fp16") as f:
+        net = f.pipeline.runner.net
+        for _ in range(2):
+            net(y)
+        torch.cuda.synchronize()
+        with prof(activities=[ProfilerActivity.CUDA]) as p:
+            net(y)
+            torch.cuda.synchronize()
+    rows = []
+    for e in p.key_averages():
+        t = getattr(e, "device_time_total", None) or getattr(e, "cuda_time_total", 0)
+        if t > 0:
+            rows.append({"kernel": e.key[:90], "calls": e.count, "total_ms": t / 1000})
+    rows.sort(key=lambda r: -r["total_ms"])
+    results["profile"] = rows[:30]
+    print(table(rows[:30], ["kernel", "calls", "total_ms"]), flush=True)
 
 
 def stack65(results, data, weights):
@@ -176,7 +206,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="GACN GPU check")
     p.add_argument("--data", type=Path, default=Path(os.environ.get("GACN_TEST_DATA", REPO.parent / "shared" / "gacn")))
     p.add_argument("--out", type=Path, default=Path("gpu_check_out"))
-    p.add_argument("--skip", default="", help="comma list of sections to skip: ops,timing,golden,whole,stack")
+    p.add_argument("--skip", default="", help="comma list of sections to skip: ops,golden,whole,timing,profile,stack")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     import torch
@@ -207,6 +237,8 @@ def main(argv=None) -> int:
         section("whole path", results, lambda: whole_path(results, args.data, weights))
     if "timing" not in skip:
         section("op timing", results, lambda: results["op_timing"].extend(gpu_ops.time_ops(lib, torch)))
+    if "profile" not in skip:
+        section("profile", results, lambda: profile(results, weights))
     if "stack" not in skip:
         section("stack65", results, lambda: stack65(results, args.data, weights))
 
@@ -221,6 +253,8 @@ def main(argv=None) -> int:
           "## whole pair path", table(results["whole"], ["precision", "size", "network_ms", "pair_compute_ms", "h2d_ms", "d2h_ms",
                                                        "end_to_end_ms", "peak_gib", "streamed_pairs_per_s", "stream_efficiency"]),
           "## baseline (eager FP32 PyTorch, same network)", table(results["baseline"], ["size", "eager_fp32_network_ms", "peak_gib"]),
+          "## profile: one eager 3840x2160 FP16 pair, CUDA kernels by total time",
+          table(results.get("profile", []), ["kernel", "calls", "total_ms"]),
           "## 65-frame 1600x1200 stack from JPEG files", table(results["stack"], ["precision", "frames", "seconds", "decode_only_seconds"])]
     text = "\n\n".join(md)
     (args.out / "gpu_check.md").write_text(text + "\n")

@@ -75,8 +75,9 @@ def test_plugin_graph_types(params, fp16):
     for n in model.graph.node:
         ops.setdefault(n.op_type, []).append(n)
     assert len(ops["GacnActivity"]) == 1 and len(ops["GacnSpatialGate"]) == 5 and len(ops["GacnBoundaryRefine"]) == 1
+    assert types[ops["GacnActivity"][0].output[0]] == onnx.TensorProto.FLOAT  # features stay float32
     for n in ops["GacnActivity"] + ops["GacnSpatialGate"]:
-        assert types[n.output[0]] == act, n.op_type
+        assert types[n.output[0]] == (act if n.op_type == "GacnSpatialGate" else onnx.TensorProto.FLOAT), n.op_type
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
         assert attrs["plugin_version"] == b"1" and attrs["plugin_namespace"] == b""
     assert [types[o] for o in ops["GacnBoundaryRefine"][0].output] == [onnx.TensorProto.FLOAT] * 2
