@@ -70,9 +70,8 @@ def golden_path(results, data, weights):
     from engine.imageio import read_image
     names = sorted(p.name[:-9] for p in (data / "golden").glob("*_maps.npz"))
     rows = results["golden"]
-    for precision, tol, tf32 in (("fp32", metrics.FP32, False), ("fp16", metrics.FP16, False), ("fp16+tf32", metrics.FP16, True)):
-        with Fuser("torch-cuda", weights=weights, precision=precision.split("+")[0]) as f:
-            f.pipeline.runner.net.tf32_features = tf32
+    for precision, tol in (("fp32", metrics.FP32), ("fp16", metrics.FP16)):
+        with Fuser("torch-cuda", weights=weights, precision=precision) as f:
             for n in names:
                 a, b = (read_image(data / "pairs" / f"{n}_{i}.png") for i in (1, 2))
                 g = np.load(data / "golden" / f"{n}_maps.npz")
@@ -95,10 +94,9 @@ def whole_path(results, data, weights):
     from engine import Fuser
     from latency import Baseline, test_pair
     base = Baseline(weights, "cuda")
-    for precision in ("fp16", "fp16+tf32", "fp32"):
-        with Fuser("torch-cuda", weights=weights, precision=precision.split("+")[0]) as f:
+    for precision in ("fp16", "fp32"):
+        with Fuser("torch-cuda", weights=weights, precision=precision) as f:
             runner = f.pipeline.runner
-            runner.net.tf32_features = precision.endswith("tf32")
             for h, w in SIZES:
                 a, b = test_pair(h, w)
                 torch.cuda.synchronize()
@@ -164,6 +162,27 @@ def profile(results, weights):
     print(table(rows[:30], ["kernel", "calls", "total_ms"]), flush=True)
 
 
+def feature_variants(results, weights):
+    """A/B of the float32 feature extraction at 3840x2160: conv then ReLU, or cuDNN's fused call."""
+    import torch
+    from engine import Fuser, preprocess
+    from latency import test_pair
+    a, b = test_pair(2160, 3840)
+    y = torch.from_numpy(np.stack([preprocess.luma(a), preprocess.luma(b)])[:, None]).cuda()
+    with Fuser("torch-cuda", weights=weights, precision="fp16") as f:
+        net = f.pipeline.runner.net
+        out = torch.empty((1, 64, 2160, 3840), device="cuda")
+        ref = net.features(y[:1], out.clone())
+        for fused in (False, True):
+            net.fused_relu = fused
+            ms = cuda_ms(torch, lambda: net.features(y[:1], out), 2, 10)
+            err = float((out - ref).abs().max())
+            results["variants"].append({"features": "cudnn conv+bias+relu" if fused else "conv, relu_", "ms_per_frame": ms,
+                                        "max_abs_diff": err})
+            print(results["variants"][-1], flush=True)
+        net.fused_relu = False
+
+
 def stack65(results, data, weights):
     """65 frames of 1600x1200 from JPEG files (the 9 shared frames cycled), decoding included."""
     import cv2
@@ -212,7 +231,8 @@ def main(argv=None) -> int:
     import torch
     from engine import kernels as K
     skip = set(filter(None, args.skip.split(",")))
-    results = {"sections": {}, "ops": [], "op_timing": [], "golden": [], "whole": [], "baseline": [], "stack": []}
+    results = {"sections": {}, "ops": [], "op_timing": [], "golden": [], "whole": [], "baseline": [], "stack": [],
+               "variants": []}
     results["device"] = torch.cuda.get_device_name(0)
     results["date"] = time.strftime("%Y-%m-%d")
     weights = args.data / "GACN.pkl"
@@ -237,6 +257,8 @@ def main(argv=None) -> int:
         section("whole path", results, lambda: whole_path(results, args.data, weights))
     if "timing" not in skip:
         section("op timing", results, lambda: results["op_timing"].extend(gpu_ops.time_ops(lib, torch)))
+    if "variants" not in skip:
+        section("feature variants", results, lambda: feature_variants(results, weights))
     if "profile" not in skip:
         section("profile", results, lambda: profile(results, weights))
     if "stack" not in skip:
@@ -253,6 +275,8 @@ def main(argv=None) -> int:
           "## whole pair path", table(results["whole"], ["precision", "size", "network_ms", "pair_compute_ms", "h2d_ms", "d2h_ms",
                                                        "end_to_end_ms", "peak_gib", "streamed_pairs_per_s", "stream_efficiency"]),
           "## baseline (eager FP32 PyTorch, same network)", table(results["baseline"], ["size", "eager_fp32_network_ms", "peak_gib"]),
+          "## float32 feature extraction variants (one 3840x2160 frame)",
+          table(results["variants"], ["features", "ms_per_frame", "max_abs_diff"]),
           "## profile: one eager 3840x2160 FP16 pair, CUDA kernels by total time",
           table(results.get("profile", []), ["kernel", "calls", "total_ms"]),
           "## 65-frame 1600x1200 stack from JPEG files", table(results["stack"], ["precision", "frames", "seconds", "decode_only_seconds"])]

@@ -35,6 +35,7 @@ class CudaGacn:
                  device: str = "cuda"):
         from export.folding import fold_conv_block
         self.t, self.lib, self.dtype, self.tf32_features = torch, lib, dtype, tf32_features
+        self.fused_relu = False
         self.on_gpu = device == "cuda"  # "cpu" with the CPU kernel library: how CI checks this class
         self.kdtype = K.F16 if dtype == torch.float16 else K.F32
         # float16 convolutions want channels_last (tensor cores); float32 stays NCHW
@@ -69,13 +70,17 @@ class CudaGacn:
         x = y
         with t.backends.cudnn.flags(enabled=True, benchmark=True, deterministic=False, allow_tf32=self.tf32_features):
             for i, (w, b, rest, shift, _) in enumerate(self.fe):
-                f = t.nn.functional.conv2d(x, w, b, padding=1).relu_()
+                if self.fused_relu and self.on_gpu:  # cuDNN's conv + bias + ReLU in one call
+                    f = t.cudnn_convolution_relu(x, w, b, (1, 1), (1, 1), (1, 1), 1)
+                else:
+                    f = t.nn.functional.conv2d(x, w, b, padding=1).relu_()
                 if rest is not None:
                     f.mul_(rest)
-                f.add_(shift)
+                # CSE on f + shift without materialising it: mean(f) + shift, then
+                # (f + shift) * s written as one addcmul into the block's slice of ``out``
                 fc1, fc2 = self.cse[i]
-                s = t.sigmoid(t.relu(f.mean(dim=(2, 3)) @ fc1.T) @ fc2.T)
-                t.mul(f, s[:, :, None, None], out=out[:, 16 * i:16 * (i + 1)])
+                s = t.sigmoid(t.relu((f.mean(dim=(2, 3)) + shift[:, 0, 0]) @ fc1.T) @ fc2.T)[:, :, None, None]
+                t.addcmul(shift * s, f, s, out=out[:, 16 * i:16 * (i + 1)])
                 x = out[:, :16 * (i + 1)]
         return out
 

@@ -13,10 +13,13 @@
 #ifndef GACN_CUDA_EMU_H
 #define GACN_CUDA_EMU_H
 
+#include <algorithm>
 #include <barrier>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <memory>
 #include <thread>
 #include <tuple>
 #include <type_traits>
@@ -69,6 +72,8 @@ namespace gacn_emu {
 inline thread_local uint3 tl_thread, tl_block;
 inline thread_local dim3 tl_block_dim, tl_grid_dim;
 inline thread_local std::barrier<>* tl_barrier = nullptr;
+inline thread_local std::barrier<>* tl_warp_barrier = nullptr;  // the 32 (or fewer) threads of a warp
+inline thread_local uint64_t* tl_warp_slots = nullptr;          // one exchange slot per lane
 
 [[noreturn]] inline void fail(const char* what) {
     std::fprintf(stderr, "gacn_emu: %s\n", what);
@@ -91,6 +96,11 @@ struct Launch {
             for (unsigned by = 0; by < grid.y; ++by)
                 for (unsigned bx = 0; bx < grid.x; ++bx) {
                     std::barrier<> bar((std::ptrdiff_t)nthreads);
+                    const unsigned nwarps = (nthreads + 31) / 32;
+                    std::vector<std::unique_ptr<std::barrier<>>> warp_bars;
+                    for (unsigned w = 0; w < nwarps; ++w)
+                        warp_bars.emplace_back(new std::barrier<>((std::ptrdiff_t)std::min(32u, nthreads - 32 * w)));
+                    std::vector<uint64_t> slots(32 * nwarps);
                     std::vector<std::thread> threads;
                     threads.reserve(nthreads);
                     for (unsigned t = 0; t < nthreads; ++t)
@@ -100,6 +110,8 @@ struct Launch {
                             tl_block_dim = block;
                             tl_grid_dim = grid;
                             tl_barrier = &bar;
+                            tl_warp_barrier = warp_bars[t / 32].get();
+                            tl_warp_slots = &slots[32 * (t / 32)];
                             std::apply(kernel, params);
                         });
                     for (auto& th : threads) th.join();
@@ -117,6 +129,21 @@ Launch<P...> launch(void (*kernel)(P...), dim3 grid, dim3 block, const void* /*s
 #define blockDim (::gacn_emu::tl_block_dim)
 #define gridDim (::gacn_emu::tl_grid_dim)
 inline void __syncthreads() { gacn_emu::tl_barrier->arrive_and_wait(); }
+
+/* Warp shuffles: every lane of the warp must take part (full mask), as the kernels ensure. */
+template <class T>
+T __shfl_up_sync(unsigned /*mask*/, T v, unsigned delta) {
+    static_assert(sizeof(T) <= 8, "shuffle of a register-sized value");
+    const unsigned l = gacn_emu::lane();
+    uint64_t bits = 0;
+    std::memcpy(&bits, &v, sizeof(T));
+    gacn_emu::tl_warp_slots[l] = bits;
+    gacn_emu::tl_warp_barrier->arrive_and_wait();
+    T r = v;
+    if (l >= delta) std::memcpy(&r, &gacn_emu::tl_warp_slots[l - delta], sizeof(T));
+    gacn_emu::tl_warp_barrier->arrive_and_wait();
+    return r;
+}
 
 namespace nvcuda {
 namespace wmma {
