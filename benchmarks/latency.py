@@ -120,6 +120,7 @@ def markdown(rows: list[dict]) -> str:
 
 def plot(rows: list[dict], path: Path) -> None:
     import matplotlib
+    import matplotlib.ticker
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -133,6 +134,9 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    sizes = sorted({(r["megapixels"], r["size"]) for r in rows})
+    ax.set_xticks([m for m, _ in sizes], [f"{sz}\n{m:.2f} MP" for m, sz in sizes])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("megapixels per source")
     ax.set_ylabel("median latency per pair (ms)")
     ax.grid(True, which="both", alpha=0.3)

@@ -450,8 +450,9 @@ def test_real_boundary_refine_and_blend(cpu, real):
 
 
 # ---- the CUDA kernels, emulated on the host --------------------------------------------------------------
-EMU_ACT_SHAPES = [  # several 121-row bands and strips, channel groups with a tail (C = 20 in NHWC)
-    (2, 1, 3, 130, 300), (1, 1, 20, 9, 70), (2, 2, 16, 5, 33), (1, 1, 5, 1, 40),
+EMU_ACT_SHAPES = [  # several 121-row bands and strips (NCHW strips are 484 columns), channel groups with a
+    # tail (C = 20 in NHWC), odd W (NCHW scalar loads) and odd C (NHWC scalar loads)
+    (2, 1, 3, 130, 300), (1, 1, 20, 9, 70), (2, 2, 16, 5, 33), (1, 1, 5, 1, 40), (1, 1, 2, 14, 980),
 ]
 
 

@@ -100,7 +100,7 @@ struct Launch {
                     std::vector<std::unique_ptr<std::barrier<>>> warp_bars;
                     for (unsigned w = 0; w < nwarps; ++w)
                         warp_bars.emplace_back(new std::barrier<>((std::ptrdiff_t)std::min(32u, nthreads - 32 * w)));
-                    std::vector<uint64_t> slots(32 * nwarps);
+                    std::vector<uint64_t> slots(64 * nwarps);  // two sets of 32 per warp
                     std::vector<std::thread> threads;
                     threads.reserve(nthreads);
                     for (unsigned t = 0; t < nthreads; ++t)
@@ -111,7 +111,7 @@ struct Launch {
                             tl_grid_dim = grid;
                             tl_barrier = &bar;
                             tl_warp_barrier = warp_bars[t / 32].get();
-                            tl_warp_slots = &slots[32 * (t / 32)];
+                            tl_warp_slots = &slots[64 * (t / 32)];
                             std::apply(kernel, params);
                         });
                     for (auto& th : threads) th.join();
@@ -130,18 +130,22 @@ Launch<P...> launch(void (*kernel)(P...), dim3 grid, dim3 block, const void* /*s
 #define gridDim (::gacn_emu::tl_grid_dim)
 inline void __syncthreads() { gacn_emu::tl_barrier->arrive_and_wait(); }
 
-/* Warp shuffles: every lane of the warp must take part (full mask), as the kernels ensure. */
+/* Warp shuffles: every lane of the warp must take part (full mask), as the kernels ensure. Two
+ * slot sets used alternately make one warp barrier per shuffle enough: a lane can only write a
+ * set again after the next shuffle's barrier, which every lane reaches after its read. */
 template <class T>
 T __shfl_up_sync(unsigned /*mask*/, T v, unsigned delta) {
     static_assert(sizeof(T) <= 8, "shuffle of a register-sized value");
+    static thread_local unsigned parity = 0;
     const unsigned l = gacn_emu::lane();
+    uint64_t* slots = gacn_emu::tl_warp_slots + 32 * parity;
+    parity ^= 1u;
     uint64_t bits = 0;
     std::memcpy(&bits, &v, sizeof(T));
-    gacn_emu::tl_warp_slots[l] = bits;
+    slots[l] = bits;
     gacn_emu::tl_warp_barrier->arrive_and_wait();
     T r = v;
-    if (l >= delta) std::memcpy(&r, &gacn_emu::tl_warp_slots[l - delta], sizeof(T));
-    gacn_emu::tl_warp_barrier->arrive_and_wait();
+    if (l >= delta) std::memcpy(&r, &slots[l - delta], sizeof(T));
     return r;
 }
 

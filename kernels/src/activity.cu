@@ -1,14 +1,21 @@
 /*
  * activity.cu: gacn_activity (spec section 4), Bm = sigmoid(1000 * boxsum11(G_A - G_B)).
  *
- * One read of F_A and F_B, one write of Bm. A block owns a strip of TW columns (times CG
- * channels) and ACT_TH output rows and walks down it in steps of 11 rows:
- *   1. column pass: each thread owns one column (pixel x channel) of the strip plus its
- *      5-column halo, reads its features straight from global memory, one step ahead into
- *      registers (the left neighbour then hits L1, the upper one stays in a register), and
- *      forms the vertical window sums V of G_A - G_B in registers;
- *   2. row pass: per row, the prefix and suffix sums of V inside each 11-column block;
- *   3. output pass: S = suffix + prefix, Bm = sigmoid(1000 S), written coalesced.
+ * One read of F_A and F_B, one write of Bm. Every thread owns a PAIR of adjacent elements,
+ * the unit of the vector loads and stores: two channels of one pixel (NHWC: a warp reads 4
+ * pixels x 16 channels = four whole 32-byte sectors per instruction) or two columns of one
+ * plane (NCHW: a warp reads 64 contiguous columns). A block owns a strip of TX output columns
+ * (times CG channels) and ACT_TH output rows and walks down it in steps of 11 rows:
+ *   1. column pass: each thread reads its pair of F_A and F_B for the step's 11 rows (loaded
+ *      one step ahead into registers), the left neighbours from the neighbouring lane
+ *      (__shfl_up_sync; the warp's first lanes load theirs, L1 hits), the upper ones from its
+ *      own registers, and forms the vertical window sums V of G_A - G_B in registers, written
+ *      to shared memory as one float2 per row;
+ *   2. segment pass: a thread takes one image-aligned 11-column block of outputs (times one
+ *      channel pair in NHWC), reads the 21 V values it needs, forms the block's suffix sums
+ *      and the next block's prefix sums in registers and applies the sigmoid; NHWC stores
+ *      the pairs directly (coalesced), NCHW goes through a shared output tile
+ *   3. (NCHW only) store pass: the output tile is written as pairs of columns.
  *
  * Window sums (gacn_window_sum11 in the CPU library spells out the same order): a window of
  * 11 spans at most two of the blocks [11m-5, 11m+5] aligned to the image origin, so it is the
@@ -22,56 +29,117 @@
 namespace {
 
 constexpr int ACT_K = 2 * GACN_ACTIVITY_RADIUS + 1;  // 11: window, block and step size
-constexpr int ACT_TH = 11 * ACT_K;                   // output rows per block (multiple of 11)
+constexpr int ACT_R = GACN_ACTIVITY_RADIUS;
+constexpr int ACT_TH = 11 * ACT_K;  // output rows per block (multiple of 11)
 
-/* NCHW: one plane, 242 contiguous columns (+10 halo = 252 threads of 256). NHWC: 16 channels
- * (32 bytes of FP16: whole memory sectors) times 22 pixels (+10 halo: 32 x 16 = 512 threads). */
+/* Tiles. NHWC: 16 channels (8 pairs) x 32 columns (22 outputs + 10 halo) = 256 threads, V tile
+ * 11 x 32 x 16 floats (22.5 KB). NCHW: 256 pairs = 512 columns (x0-6 .. x0+505) cover 484
+ * outputs (44 blocks of 11, x0 even and a multiple of 11) and their halo; V tile 11 x 512 and
+ * output tile 11 x 484 floats (43.8 KB). */
 template <int LAYOUT>
 struct ActTile;
 template <>
-struct ActTile<GACN_NCHW> {
-    static constexpr int CG = 1, TW = 22 * ACT_K, THREADS = 256, MIN_BLOCKS = 4;
-};
-template <>
 struct ActTile<GACN_NHWC> {
-    static constexpr int CG = 16, TW = 2 * ACT_K, THREADS = 512, MIN_BLOCKS = 2;
+    static constexpr int CG = 16, NP = CG / 2, THREADS = 256, GW = THREADS / NP, TX = GW - 2 * ACT_R;
+    static constexpr int VX0 = ACT_R;   // V tile column j is image column x0 - VX0 + j
+    static constexpr int SHIFT = NP;    // lanes between a pair and its left neighbour's pair
+    static constexpr int OUT_TILE = 1;  // unused
+};
+template <>
+struct ActTile<GACN_NCHW> {
+    static constexpr int CG = 1, NP = 1, THREADS = 256, GW = 2 * THREADS, TX = 44 * ACT_K;
+    static constexpr int VX0 = ACT_R + 1;  // even, so that the pairs are aligned
+    static constexpr int SHIFT = 1;
+    static constexpr int OUT_TILE = ACT_K * TX;
 };
 
-/* One row of a column's features of A and B, held between the load and its use a step later
- * (two FP16 values packed in one register). */
+/* Two adjacent stored elements (e1 right after e0 in memory). */
 template <typename T>
-struct FeaturePair;
+struct Raw2;
 template <>
-struct FeaturePair<uint16_t> {
-    uint32_t v = 0;
-    GACN_DEV void load(const uint16_t* a, const uint16_t* b) { v = (uint32_t)*a | ((uint32_t)*b << 16); }
-    GACN_DEV float a() const { return gacn_h2f((uint16_t)(v & 0xffffu)); }
-    GACN_DEV float b() const { return gacn_h2f((uint16_t)(v >> 16)); }
+struct Raw2<uint16_t> {
+    uint32_t v = 0;  // e0 in the low half
+    GACN_DEV float e0() const { return gacn_h2f((uint16_t)(v & 0xffffu)); }
+    GACN_DEV float e1() const { return gacn_h2f((uint16_t)(v >> 16)); }
+    GACN_DEV void load(const uint16_t* p, bool vec, bool ok0, bool ok1) {
+        if (vec) {
+            v = ok0 ? *reinterpret_cast<const uint32_t*>(p) : 0u;
+        } else {
+            v = (ok0 ? (uint32_t)p[0] : 0u) | (ok1 ? (uint32_t)p[1] << 16 : 0u);
+        }
+    }
 };
+/* The left neighbours' pairs of both frames from `delta` lanes below (one 64-bit shuffle). */
+GACN_DEV void shfl_up(Raw2<uint16_t>& a, Raw2<uint16_t>& b, int delta) {
+    const unsigned long long q = __shfl_up_sync(0xffffffffu, (unsigned long long)a.v | (unsigned long long)b.v << 32, delta);
+    a.v = (uint32_t)q, b.v = (uint32_t)(q >> 32);
+}
 template <>
-struct FeaturePair<float> {
-    float va = 0.0f, vb = 0.0f;
-    GACN_DEV void load(const float* a, const float* b) { va = *a, vb = *b; }
-    GACN_DEV float a() const { return va; }
-    GACN_DEV float b() const { return vb; }
+struct Raw2<float> {
+    float a = 0.0f, b = 0.0f;
+    GACN_DEV float e0() const { return a; }
+    GACN_DEV float e1() const { return b; }
+    GACN_DEV void load(const float* p, bool vec, bool ok0, bool ok1) {
+        if (vec) {
+            float2 q = make_float2(0.0f, 0.0f);
+            if (ok0) q = *reinterpret_cast<const float2*>(p);
+            a = q.x, b = q.y;
+        } else {
+            a = ok0 ? p[0] : 0.0f;
+            b = ok1 ? p[1] : 0.0f;
+        }
+    }
 };
+GACN_DEV void shfl_up(Raw2<float>& a, Raw2<float>& b, int delta) {
+    unsigned long long qa, qb;  // a pair as 64 bits (memcpy: a register move)
+    memcpy(&qa, &a.a, 4), memcpy(reinterpret_cast<char*>(&qa) + 4, &a.b, 4);
+    memcpy(&qb, &b.a, 4), memcpy(reinterpret_cast<char*>(&qb) + 4, &b.b, 4);
+    qa = __shfl_up_sync(0xffffffffu, qa, delta);
+    qb = __shfl_up_sync(0xffffffffu, qb, delta);
+    memcpy(&a.a, &qa, 4), memcpy(&a.b, reinterpret_cast<const char*>(&qa) + 4, 4);
+    memcpy(&b.a, &qb, 4), memcpy(&b.b, reinterpret_cast<const char*>(&qb) + 4, 4);
+}
 
-template <typename T, int LAYOUT>
-__global__ __launch_bounds__(ActTile<LAYOUT>::THREADS, ActTile<LAYOUT>::MIN_BLOCKS) void activity_kernel(
-    const T* __restrict__ fa, const T* __restrict__ fb, T* __restrict__ bm, int na, int C, int H, int W, int cgroups,
-    int pair_store) {
-    constexpr int CG = ActTile<LAYOUT>::CG, TW = ActTile<LAYOUT>::TW, THREADS = ActTile<LAYOUT>::THREADS;
-    constexpr int R = GACN_ACTIVITY_RADIUS;
-    constexpr int GW = TW + 2 * R;      // V columns: x0-5 .. x0+TW+4
-    constexpr int GWC = GW * CG;        // ... times channels: one per column-pass thread
-    constexpr int NB = TW / ACT_K + 1;  // 11-column blocks covering them
-    static_assert(GWC <= THREADS && TW % ACT_K == 0, "tile");
-    // V, overwritten in place by the block suffix sums, and the block prefix sums.
-    __shared__ float sSuf[ACT_K * GWC];
-    __shared__ float sPre[ACT_K * GWC];
+/* E consecutive floats of shared memory (one 8-byte load for E = 2). */
+template <int E>
+GACN_DEV void load_e(const float* p, float* v) {
+    if (E == 2) {
+        const float2 q = *reinterpret_cast<const float2*>(p);
+        v[0] = q.x, v[1] = q.y;
+    } else {
+        v[0] = p[0];
+    }
+}
 
-    const int t = threadIdx.x;
-    const int c0 = (int)(blockIdx.x % cgroups) * CG, x0 = (int)(blockIdx.x / cgroups) * TW;
+/* Writes the pair v at p (one 4- or 8-byte store when `pair`), or only e0 when !ok1. */
+template <typename T>
+GACN_DEV void store_pair(T* p, const float* v, bool pair, bool ok1) {
+    if (pair && ok1) {
+        gacn_store2(p, v);
+    } else {
+        gacn_from_float(v[0], p);
+        if (ok1) gacn_from_float(v[1], p + 1);
+    }
+}
+
+template <typename T, int LAYOUT, bool VEC>
+__global__ __launch_bounds__(ActTile<LAYOUT>::THREADS, 2) void activity_kernel(const T* __restrict__ fa,
+                                                                           const T* __restrict__ fb,
+                                                                           T* __restrict__ bm, int na, int C, int H,
+                                                                           int W, int cgroups, int pair_store) {
+    using Tile = ActTile<LAYOUT>;
+    constexpr int CG = Tile::CG, NP = Tile::NP, THREADS = Tile::THREADS, GW = Tile::GW, TX = Tile::TX;
+    constexpr int VX0 = Tile::VX0, SHIFT = Tile::SHIFT;
+    constexpr int GWC = GW * CG;       // floats of one V row
+    constexpr int NSEG = TX / ACT_K;   // output blocks of 11 per row
+    static_assert(TX % ACT_K == 0 && GWC == 2 * THREADS, "tile");
+    static_assert(ACT_K * (NSEG - 1) + 2 * ACT_K - 2 + (VX0 - ACT_R) < GW, "segments read inside the V tile");
+    constexpr int E = LAYOUT == GACN_NHWC ? 2 : 1;  // elements of a segment item (channels)
+    __shared__ __align__(16) float sV[ACT_K * GWC];
+    __shared__ __align__(16) float sO[Tile::OUT_TILE];
+
+    const int t = threadIdx.x, lane = t % 32;
+    const int c0 = (int)(blockIdx.x % cgroups) * CG, x0 = (int)(blockIdx.x / cgroups) * TX;
     const int y0 = (int)blockIdx.y * ACT_TH, n = (int)blockIdx.z;
     const int y_end = y0 + ACT_TH < H ? y0 + ACT_TH : H;
     const int steps = (y_end - 1 - y0 + ACT_K - 1) / ACT_K + 1;
@@ -79,130 +147,172 @@ __global__ __launch_bounds__(ActTile<LAYOUT>::THREADS, ActTile<LAYOUT>::MIN_BLOC
     const T* pa = fa + (size_t)(na == 1 ? 0 : n) * img_size;
     const T* pb = fb + (size_t)n * img_size;
     T* pbm = bm + (size_t)n * img_size;
-    auto offset = [&](int y, int x, int c) -> size_t {
-        return LAYOUT == GACN_NCHW ? ((size_t)(c0 + c) * H + y) * W + x : ((size_t)y * W + x) * C + c0 + c;
-    };
     const size_t row_stride = LAYOUT == GACN_NCHW ? (size_t)W : (size_t)W * C;
-    const size_t left = LAYOUT == GACN_NCHW ? 1 : (size_t)C;
 
-    // This thread's column in the column pass.
-    const int jc = t / CG, cc = t % CG, px = x0 - R + jc;
-    const bool col_ok = t < GWC && px >= 0 && px < W && c0 + cc < C;
-    const bool left_ok = col_ok && px > 0;
-    const T* ca = pa + (col_ok ? offset(0, px, cc) : 0);
-    const T* cb = pb + (col_ok ? offset(0, px, cc) : 0);
-    float up_a = 0.0f, up_b = 0.0f;  // features of the row above the current one
-    if (col_ok && y0 - R - 1 >= 0) {
-        up_a = gacn_to_float(ca[(size_t)(y0 - R - 1) * row_stride]);
-        up_b = gacn_to_float(cb[(size_t)(y0 - R - 1) * row_stride]);
+    // This thread's pair in the column pass: image column px (NCHW: px, px + 1), channel cc
+    // (NHWC: cc, cc + 1); the left neighbours' pair starts `left` elements before it.
+    const int jt = LAYOUT == GACN_NCHW ? 2 * t : t / NP;  // V tile column of e0
+    const int px = x0 - VX0 + jt;
+    const int cc = LAYOUT == GACN_NCHW ? c0 : c0 + 2 * (t % NP);
+    const int lx = LAYOUT == GACN_NCHW ? px - 2 : px - 1;  // column of the left pair's e0
+    bool ok0, ok1, lok0, lok1;                              // elements inside the image
+    if (LAYOUT == GACN_NCHW) {
+        ok0 = px >= 0 && px < W, ok1 = px + 1 >= 0 && px + 1 < W;
+        lok0 = lx >= 0 && lx < W, lok1 = lx + 1 >= 0 && lx + 1 < W;
+    } else {
+        const bool in = px >= 0 && px < W, lin = lx >= 0 && lx < W;
+        ok0 = in && cc < C, ok1 = in && cc + 1 < C;
+        lok0 = lin && cc < C, lok1 = lin && cc + 1 < C;
     }
-    float suf[ACT_K];  // suffix sums of G over the previous 11-row block
+    const bool own_load = ok0 || ok1, left_load = lane < SHIFT && (lok0 || lok1);
+    auto col_offset = [&](int x) -> size_t {
+        return LAYOUT == GACN_NCHW ? (size_t)c0 * H * W + (size_t)(x < 0 ? 0 : x) : (size_t)(x < 0 ? 0 : x) * C + cc;
+    };
+    const T* ca = pa + col_offset(px);
+    const T* cb = pb + col_offset(px);
+    const T* la = pa + col_offset(lx);
+    const T* lb = pb + col_offset(lx);
+
+    // Features of the row above the current one, per element.
+    float up_a0 = 0.0f, up_a1 = 0.0f, up_b0 = 0.0f, up_b1 = 0.0f;
+    if (y0 - ACT_R - 1 >= 0) {
+        Raw2<T> ua, ub;
+        const size_t o = (size_t)(y0 - ACT_R - 1) * row_stride;
+        ua.load(ca + o, VEC, ok0, ok1);
+        ub.load(cb + o, VEC, ok0, ok1);
+        up_a0 = ua.e0(), up_a1 = ua.e1(), up_b0 = ub.e0(), up_b1 = ub.e1();
+    }
+    float suf0[ACT_K], suf1[ACT_K];  // suffix sums of G over the previous 11-row block
 #pragma unroll
-    for (int k = 0; k < ACT_K; ++k) suf[k] = 0.0f;
-    // The column's features for the next 11 rows, loaded one step ahead so that their latency
-    // hides behind the row and output passes (the left neighbours then hit L1).
-    FeaturePair<T> next[ACT_K];
+    for (int k = 0; k < ACT_K; ++k) suf0[k] = suf1[k] = 0.0f;
+    // The pair's features for the next 11 rows, loaded one step ahead.
+    Raw2<T> next_a[ACT_K], next_b[ACT_K];
     auto prefetch = [&](int first_row) {
+        const T* qa = ca + (ptrdiff_t)first_row * (ptrdiff_t)row_stride;  // dereferenced only inside
+        const T* qb = cb + (ptrdiff_t)first_row * (ptrdiff_t)row_stride;
 #pragma unroll
         for (int k = 0; k < ACT_K; ++k) {
-            const int y = first_row + k;
-            if (col_ok && y >= 0 && y < H) next[k].load(ca + (size_t)y * row_stride, cb + (size_t)y * row_stride);
+            const bool row_ok = own_load && (unsigned)(first_row + k) < (unsigned)H;
+            next_a[k].load(qa, VEC, row_ok && ok0, row_ok && ok1);
+            next_b[k].load(qb, VEC, row_ok && ok0, row_ok && ok1);
+            qa += row_stride, qb += row_stride;
         }
     };
-    prefetch(y0 - R);
+    prefetch(y0 - ACT_R);
 
     for (int s = 0; s < steps; ++s) {
-        const int g0 = y0 - R + ACT_K * s;  // first G row of this block; outputs g0-5 .. g0+5
-        // 1. Column pass: G rows g0..g0+10, V of output rows g0+k-5 into sSuf[k].
-        float g[ACT_K];
-        float pre = 0.0f;
+        const int g0 = y0 - ACT_R + ACT_K * s;  // first G row of this block; outputs g0-5 .. g0+5
+        // 1. Column pass: G rows g0..g0+10, V of output rows g0+k-5 into sV row k.
+        Raw2<T> left_a[ACT_K], left_b[ACT_K];
+        {
+            const T* qa = la + (ptrdiff_t)g0 * (ptrdiff_t)row_stride;
+            const T* qb = lb + (ptrdiff_t)g0 * (ptrdiff_t)row_stride;
+#pragma unroll
+            for (int k = 0; k < ACT_K; ++k) {
+                const bool row_ok = left_load && (unsigned)(g0 + k) < (unsigned)H;
+                left_a[k].load(qa, VEC, row_ok && lok0, row_ok && lok1);
+                left_b[k].load(qb, VEC, row_ok && lok0, row_ok && lok1);
+                qa += row_stride, qb += row_stride;
+            }
+        }
+        float g0v[ACT_K], g1v[ACT_K];
+        float pre0 = 0.0f, pre1 = 0.0f;
 #pragma unroll
         for (int k = 0; k < ACT_K; ++k) {
-            const int y = g0 + k;
-            float gv = 0.0f;
-            if (col_ok && y >= 0 && y < H) {
-                const size_t o = (size_t)y * row_stride;
-                const float fa_c = next[k].a(), fb_c = next[k].b();
-                const float fa_l = left_ok ? gacn_to_float(ca[o - left]) : 0.0f;
-                const float fb_l = left_ok ? gacn_to_float(cb[o - left]) : 0.0f;
-                gv = gacn_sub(gacn_grad_sq(fa_c, fa_l, up_a), gacn_grad_sq(fb_c, fb_l, up_b));
-                up_a = fa_c;
-                up_b = fb_c;
+            const bool row_in = (unsigned)(g0 + k) < (unsigned)H;
+            Raw2<T> sa = next_a[k], sb = next_b[k];
+            shfl_up(sa, sb, SHIFT);
+            if (lane < SHIFT) sa = left_a[k], sb = left_b[k];
+            const float a0 = next_a[k].e0(), a1 = next_a[k].e1(), b0 = next_b[k].e0(), b1 = next_b[k].e1();
+            float la0, la1, lb0, lb1;
+            if (LAYOUT == GACN_NCHW) {
+                la0 = sa.e1(), la1 = a0, lb0 = sb.e1(), lb1 = b0;
             } else {
-                up_a = up_b = 0.0f;
+                la0 = sa.e0(), la1 = sa.e1(), lb0 = sb.e0(), lb1 = sb.e1();
             }
-            g[k] = gv;
-            pre = k == 0 ? gv : gacn_add(pre, gv);
-            if (k < ACT_K - 1 && t < GWC) sSuf[k * GWC + t] = gacn_add(suf[k + 1], pre);  // used from s = 1 on
+            // Computed for every lane, then selected (no branch): G is zero outside the image.
+            const float d0 = gacn_sub(gacn_grad_sq(a0, la0, up_a0), gacn_grad_sq(b0, lb0, up_b0));
+            const float d1 = gacn_sub(gacn_grad_sq(a1, la1, up_a1), gacn_grad_sq(b1, lb1, up_b1));
+            const float gv0 = row_in && ok0 ? d0 : 0.0f, gv1 = row_in && ok1 ? d1 : 0.0f;
+            up_a0 = a0, up_a1 = a1, up_b0 = b0, up_b1 = b1;  // zero outside the image
+            g0v[k] = gv0, g1v[k] = gv1;
+            pre0 = k == 0 ? gv0 : gacn_add(pre0, gv0);
+            pre1 = k == 0 ? gv1 : gacn_add(pre1, gv1);
+            if (k < ACT_K - 1)  // used from s = 1 on
+                *reinterpret_cast<float2*>(&sV[k * GWC + 2 * t]) =
+                    make_float2(gacn_add(suf0[k + 1], pre0), gacn_add(suf1[k + 1], pre1));
         }
-        suf[ACT_K - 1] = g[ACT_K - 1];
+        suf0[ACT_K - 1] = g0v[ACT_K - 1];
+        suf1[ACT_K - 1] = g1v[ACT_K - 1];
 #pragma unroll
-        for (int k = ACT_K - 2; k >= 0; --k) suf[k] = gacn_add(g[k], suf[k + 1]);
-        if (t < GWC) sSuf[(ACT_K - 1) * GWC + t] = suf[0];  // output row g0+5: the whole block
+        for (int k = ACT_K - 2; k >= 0; --k) {
+            suf0[k] = gacn_add(g0v[k], suf0[k + 1]);
+            suf1[k] = gacn_add(g1v[k], suf1[k + 1]);
+        }
+        // Output row g0+5: the whole block.
+        *reinterpret_cast<float2*>(&sV[(ACT_K - 1) * GWC + 2 * t]) = make_float2(suf0[0], suf1[0]);
         if (s + 1 < steps) prefetch(g0 + ACT_K);
         __syncthreads();
 
-        // Output rows of this step: g0+k-5 for k = 0..10, but only k = 10 at s = 0.
+        // 2. Segment pass. Output rows of this step: g0+k-5 for k = 0..10, but only k = 10 at s = 0.
+        // An item is one 11-column output block of one row, times one channel pair (NHWC).
         const int k_first = s == 0 ? ACT_K - 1 : 0;
-
-        // 2. Row pass: per (row, 11-column block, channel), prefix and suffix sums of V. The
-        // first block's prefix and the last block's suffix are never used.
-        for (int e = t; e < ACT_K * NB * CG; e += THREADS) {
-            const int c = e % CG, b = (e / CG) % NB, k = e / (CG * NB);
-            if (k < k_first) continue;
-            float v[ACT_K];
+        for (int e = k_first * NSEG * NP + t; e < ACT_K * NSEG * NP; e += THREADS) {
+            const int p = e % NP, m = (e / NP) % NSEG, k = e / (NP * NSEG);
+            const int o = g0 + k - ACT_R, xs = x0 + ACT_K * m;  // output row, first output column
+            if (o >= y_end || xs >= W) continue;
+            // Column xs-5+i of the V tile (i = 0..20): v[i * CG], times E channels.
+            const float* v = sV + k * GWC + (ACT_K * m + VX0 - ACT_R) * CG + 2 * p;
+            float sf[ACT_K][E];  // suffix sums of the block [xs-5, xs+5] from each column
+            load_e<E>(v + (ACT_K - 1) * CG, sf[ACT_K - 1]);
+#pragma unroll
+            for (int i = ACT_K - 2; i >= 0; --i) {
+                float q[E];
+                load_e<E>(v + i * CG, q);
+#pragma unroll
+                for (int c = 0; c < E; ++c) sf[i][c] = gacn_add(q[c], sf[i + 1][c]);
+            }
+            float pr[E];  // prefix sums of the next block
+            const int nx = W - xs < ACT_K ? W - xs : ACT_K, ch = c0 + 2 * p;
+            const bool fast = nx == ACT_K && ch + 1 < C && pair_store;  // 11 paired stores
+            T* dst = pbm + (LAYOUT == GACN_NHWC ? ((size_t)o * W + xs) * C + ch : 0);
 #pragma unroll
             for (int i = 0; i < ACT_K; ++i) {
-                const int j = ACT_K * b + i;
-                v[i] = j < GW ? sSuf[k * GWC + j * CG + c] : 0.0f;
-            }
-            if (b > 0) {
-                float p = v[0];
-                sPre[k * GWC + ACT_K * b * CG + c] = p;
+                float r[2] = {0.0f, 0.0f};
+                if (i > 0) {
+                    float q[E];
+                    load_e<E>(v + (ACT_K - 1 + i) * CG, q);
 #pragma unroll
-                for (int i = 1; i < ACT_K; ++i) {
-                    p = gacn_add(p, v[i]);
-                    if (ACT_K * b + i < GW) sPre[k * GWC + (ACT_K * b + i) * CG + c] = p;
+                    for (int c = 0; c < E; ++c) pr[c] = i == 1 ? q[c] : gacn_add(pr[c], q[c]);
                 }
-            }
-            if (b < NB - 1) {
-                float q = v[ACT_K - 1];
-                sSuf[k * GWC + (ACT_K * b + ACT_K - 1) * CG + c] = q;
 #pragma unroll
-                for (int i = ACT_K - 2; i >= 0; --i) {
-                    q = gacn_add(v[i], q);
-                    sSuf[k * GWC + (ACT_K * b + i) * CG + c] = q;
+                for (int c = 0; c < E; ++c) r[c] = gacn_sharp_sigmoid(i == 0 ? sf[0][c] : gacn_add(sf[i][c], pr[c]));
+                if (LAYOUT == GACN_NHWC) {
+                    if (fast) {
+                        gacn_store2(dst, r);
+                    } else if (i < nx && ch < C) {
+                        store_pair(dst, r, pair_store, ch + 1 < C);
+                    }
+                    dst += C;
+                } else {
+                    sO[k * TX + ACT_K * m + i] = r[0];
                 }
             }
         }
-        __syncthreads();
+        __syncthreads();  // (NHWC) the next column pass overwrites sV
 
-        // 3. Output pass, two outputs per thread along the contiguous dimension (x in NCHW,
-        // the channel in NHWC), stored together when both exist and `pair_store` allows.
-        constexpr int PX = LAYOUT == GACN_NCHW ? 2 : 1, PC = 2 / PX;  // pair extent in x and c
-        constexpr int ITEMS = ACT_K * (TW / PX) * (CG / PC);
-        for (int e = k_first * (ITEMS / ACT_K) + t; e < ITEMS; e += THREADS) {
-            const int c = (e % (CG / PC)) * PC, ox = ((e / (CG / PC)) % (TW / PX)) * PX, k = e / (ITEMS / ACT_K);
-            const int o = g0 + k - R, x = x0 + ox;
-            if (o >= y_end || x >= W || c0 + c >= C) continue;
-            float bmv[2];
-#pragma unroll
-            for (int q = 0; q < 2; ++q) {
-                const int oxq = ox + q * (PX - 1), cq = c + q * (PC - 1);
-                const float sv = sSuf[k * GWC + oxq * CG + cq];
-                const float sum = oxq % ACT_K == 0 ? sv : gacn_add(sv, sPre[k * GWC + (oxq + 2 * R) * CG + cq]);
-                bmv[q] = gacn_sharp_sigmoid(sum);
+        // 3. NCHW: store pass, two columns per item.
+        if (LAYOUT == GACN_NCHW) {
+            for (int e = k_first * (TX / 2) + t; e < ACT_K * (TX / 2); e += THREADS) {
+                const int ox = 2 * (e % (TX / 2)), k = e / (TX / 2);
+                const int o = g0 + k - ACT_R, x = x0 + ox;
+                if (o >= y_end || x >= W) continue;
+                const float2 q = *reinterpret_cast<const float2*>(&sO[k * TX + ox]);
+                const float r[2] = {q.x, q.y};
+                store_pair(pbm + (size_t)c0 * H * W + (size_t)o * W + x, r, pair_store, x + 1 < W);
             }
-            T* dst = pbm + offset(o, x, c);
-            const bool second = LAYOUT == GACN_NCHW ? x + 1 < W : c0 + c + 1 < C;
-            if (pair_store && second) {
-                gacn_store2(dst, bmv);
-            } else {
-                gacn_from_float(bmv[0], dst);
-                if (second) gacn_from_float(bmv[1], dst + 1);  // the next x (NCHW) or channel (NHWC)
-            }
+            // sO is next written after the next column pass's barrier.
         }
-        __syncthreads();  // the next column pass overwrites sSuf
     }
 }
 
@@ -211,11 +321,13 @@ int launch_activity(const void* fa, const void* fb, void* bm, int n, int na, int
                     gacn_stream_t stream) {
     using Tile = ActTile<LAYOUT>;
     const int cgroups = (c + Tile::CG - 1) / Tile::CG;
-    const dim3 grid(gacn_blocks(w, Tile::TW) * cgroups, gacn_blocks(h, ACT_TH), n);
+    const dim3 grid(gacn_blocks(w, Tile::TX) * cgroups, gacn_blocks(h, ACT_TH), n);
     // Pairs start at even x (NCHW) or even channels (NHWC), so an even row length keeps them
     // aligned to their own size.
-    const int pair_store = (LAYOUT == GACN_NCHW ? w % 2 == 0 : c % 2 == 0) && gacn_aligned(bm, 2 * sizeof(T));
-    auto kernel = activity_kernel<T, LAYOUT>;
+    const bool even = LAYOUT == GACN_NCHW ? w % 2 == 0 : c % 2 == 0;
+    const int pair_store = even && gacn_aligned(bm, 2 * sizeof(T));
+    const bool vec = even && gacn_aligned(fa, 2 * sizeof(T)) && gacn_aligned(fb, 2 * sizeof(T));
+    auto kernel = vec ? activity_kernel<T, LAYOUT, true> : activity_kernel<T, LAYOUT, false>;
     GACN_LAUNCH(kernel, grid, dim3(Tile::THREADS), stream)
     (static_cast<const T*>(fa), static_cast<const T*>(fb), static_cast<T*>(bm), na, c, h, w, cgroups, pair_store);
     return (int)cudaGetLastError();

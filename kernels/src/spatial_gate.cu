@@ -268,14 +268,26 @@ __global__ __launch_bounds__(GT_THREADS, 4) void gate_tc_kernel(const uint16_t* 
                                 gate);
     };
     if (LAYOUT == GACN_NHWC && vec) {
+        // 8 channels per item; the BatchNorm scale and shift of those 8 channels in four 16-byte
+        // loads when bn is 16-byte aligned (C % 16 == 0 here), L1 hits.
         const int groups = C / 8;
+        const bool bn16 = has_bn && ((uintptr_t)bn % 16) == 0;
+#pragma unroll 2
         for (int e = t; e < GT_TH * GT_TW * groups; e += GT_THREADS) {
             const int p = e / groups, c = (e % groups) * 8, yy = y0 + p / GT_TW, xx = x0 + p % GT_TW;
             if (yy >= H || xx >= W) continue;
-            float v[8], o[8];
+            float v[8], o[8], sc[8], sh[8];
             gacn_load8(px + offset(yy, xx, c), v);
+            if (bn16) {
+                gacn_load8(bn + c, sc);
+                gacn_load8(bn + C + c, sh);
+            } else {
 #pragma unroll
-            for (int i = 0; i < 8; ++i) o[i] = out(v[i], c + i, sGate[p]);
+                for (int i = 0; i < 8; ++i) sc[i] = has_bn ? bn[c + i] : 1.0f, sh[i] = has_bn ? bn[C + c + i] : 0.0f;
+            }
+            const float gate = sGate[p];
+#pragma unroll
+            for (int i = 0; i < 8; ++i) o[i] = gacn_gate_output(gacn_gate_input(v[i], relu, has_bn, sc[i], sh[i]), gate);
             gacn_store8(py + offset(yy, xx, c), o);
         }
     } else if (LAYOUT == GACN_NCHW && vec) {
