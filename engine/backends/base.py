@@ -67,7 +67,14 @@ def resolve_backend(name: str, engine_path=None) -> str:
         return name
     if engine_path is not None:
         return "tensorrt"
-    return "torch-cuda" if _cuda_torch_available() else "onnxruntime"
+    if _cuda_torch_available():
+        from engine.kernels import find_library
+        try:
+            find_library("cuda")
+            return "torch-cuda"
+        except BackendError as e:
+            log.warning("a GPU is present but the CUDA kernel library is not built (%s); using onnxruntime", e)
+    return "onnxruntime"
 
 
 def create_runner(backend: str, *, params=None, onnx_path=None, engine_path=None, precision="fp32", **options) -> Runner:

@@ -35,7 +35,8 @@ class CudaGacn:
                  device: str = "cuda"):
         from export.folding import fold_conv_block
         self.t, self.lib, self.dtype, self.tf32_features = torch, lib, dtype, tf32_features
-        self.fused_relu = False
+        self.fuse_features = True    # cuDNN conv+bias+ReLU for the float32 features (measured 11 % faster)
+        self.fuse_decision = False   # same for the decision convs, the gate then skips its ReLU
         self.on_gpu = device == "cuda"  # "cpu" with the CPU kernel library: how CI checks this class
         self.kdtype = K.F16 if dtype == torch.float16 else K.F32
         # float16 convolutions want channels_last (tensor cores); float32 stays NCHW
@@ -70,10 +71,7 @@ class CudaGacn:
         x = y
         with t.backends.cudnn.flags(enabled=True, benchmark=True, deterministic=False, allow_tf32=self.tf32_features):
             for i, (w, b, rest, shift, _) in enumerate(self.fe):
-                if self.fused_relu and self.on_gpu:  # cuDNN's conv + bias + ReLU in one call
-                    f = t.cudnn_convolution_relu(x, w, b, (1, 1), (1, 1), (1, 1), 1)
-                else:
-                    f = t.nn.functional.conv2d(x, w, b, padding=1).relu_()
+                f = self._conv_relu(x, w, b, self.fuse_features)
                 if rest is not None:
                     f.mul_(rest)
                 # CSE on f + shift without materialising it: mean(f) + shift, then
@@ -84,13 +82,20 @@ class CudaGacn:
                 x = out[:, :16 * (i + 1)]
         return out
 
-    def gate(self, x, i, bn=None):
-        """GacnSpatialGate: u = relu(x)*rest + shift if ``bn`` else x; u * sigmoid(conv7x7(u))."""
+    def _conv_relu(self, x, w, b, fused):
+        """relu(conv3x3(x) + b): one cuDNN call when ``fused`` (GPU only)."""
+        if fused and self.on_gpu:
+            return self.t.cudnn_convolution_relu(x, w, b, (1, 1), (1, 1), (1, 1), 1)
+        return self.t.nn.functional.conv2d(x, w, b, padding=1).relu_()
+
+    def gate(self, x, i, bn=None, relu=None):
+        """GacnSpatialGate: u = bn(relu(x)) (each if given), then u * sigmoid(conv7x7(u))."""
         n, c, h, w = x.shape
         x = x.contiguous(memory_format=self.layout)
         y = self.t.empty_like(x, memory_format=self.layout)
+        relu = bn is not None if relu is None else relu
         self.lib.spatial_gate(x.data_ptr(), self.gate_w[i].data_ptr(), bn.data_ptr() if bn is not None else 0,
-                              int(bn is not None), y.data_ptr(), n, c, h, w, self.kdtype, self.klayout, self._stream())
+                              int(relu), y.data_ptr(), n, c, h, w, self.kdtype, self.klayout, self._stream())
         return y
 
     def __call__(self, luma):
@@ -107,7 +112,10 @@ class CudaGacn:
         x = self.gate(bm.to(self.dtype, memory_format=self.layout), 0)
         del bm
         for j, (w_, b_, _, _, bn) in enumerate(self.dp):
-            x = self.gate(t.nn.functional.conv2d(x, w_, b_, padding=1), j + 1, bn=bn)
+            if self.fuse_decision:
+                x = self.gate(self._conv_relu(x, w_, b_, True), j + 1, bn=bn, relu=False)
+            else:
+                x = self.gate(t.nn.functional.conv2d(x, w_, b_, padding=1), j + 1, bn=bn)
         d4 = x.contiguous()
         d = t.empty((k - 1, 1, h, w), device=luma.device, dtype=t.float32)
         m = t.empty_like(d)
