@@ -79,6 +79,10 @@ def golden_path(results, data, weights):
                 rep = metrics.golden_report(res.fused, res.decision, res.mask, read_image(data / "golden" / f"{n}_fused.png"),
                                             g["decision"], g["mask"])
                 rows.append({"precision": precision, "pair": n, **rep, "ok": metrics.within(rep, tol)})
+            import torch  # device arrays in (CUDA array interface), no host round trip: same result
+            dev = f.fuse(torch.from_numpy(a).cuda(), torch.from_numpy(b).cuda()).fused
+            rows.append({"precision": precision, "pair": f"{n} from torch CUDA tensors", "identical": float(np.mean(dev == res.fused)),
+                         "ok": bool(np.array_equal(dev, res.fused))})
             frames = sorted((data / "stack9").glob("*.jpg"))
             st = f.fuse_stack(read_image(p) for p in frames)
             same = float(np.mean(np.all(st.fused == read_image(data / "golden" / "stack9_calibration_fused.png"), -1)))

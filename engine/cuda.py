@@ -107,8 +107,10 @@ class Event:
         flags = cudart.cudaEventDefault if timing else cudart.cudaEventDisableTiming
         self.handle = check(cudart.cudaEventCreateWithFlags(flags), "cudaEventCreate")
 
-    def record(self, stream: Stream):
-        check(cudart.cudaEventRecord(self.handle, stream.handle), "cudaEventRecord")
+    def record(self, stream):
+        """Record on a Stream, or on a raw stream handle (an int from another library)."""
+        handle = stream.handle if isinstance(stream, Stream) else stream
+        check(cudart.cudaEventRecord(self.handle, handle), "cudaEventRecord")
 
     def synchronize(self):
         check(cudart.cudaEventSynchronize(self.handle), "cudaEventSynchronize")
@@ -147,9 +149,12 @@ class Graph:
         check(cudart.cudaGraphLaunch(self._exec, stream.handle), "cudaGraphLaunch")
 
 
-def device_array_pointer(obj):
+def device_array_pointer(obj, stream: "Stream | None" = None):
     """(pointer, shape, numpy dtype) of a CUDA array (CuPy, PyTorch, pycuda, Numba: the
-    ``__cuda_array_interface__``; others via DLPack), or None for a host array."""
+    ``__cuda_array_interface__``; others via DLPack), or None for a host array.
+
+    With ``stream``, work queued there afterwards waits for the producer's stream (the
+    interface's ``stream`` entry; DLPack's producer synchronises itself)."""
     cai = getattr(obj, "__cuda_array_interface__", None)
     if cai is not None:
         ptr, _readonly = cai["data"]
@@ -158,10 +163,15 @@ def device_array_pointer(obj):
         strides = cai.get("strides")
         if strides is not None and tuple(strides) != tuple(np.empty(shape, dtype).strides):
             raise BackendError("device arrays must be C-contiguous")
+        producer = cai.get("stream")
+        if stream is not None and producer:  # None: no sync needed; 1 / 2: the default streams
+            ready = Event(timing=False)
+            ready.record(int(producer))
+            stream.wait(ready)
         return int(ptr), shape, dtype
     if hasattr(obj, "__dlpack_device__"):
         dev_type, _ = obj.__dlpack_device__()
         if dev_type in (2, 13):  # kDLCUDA, kDLCUDAManaged
             from engine.dlpack import dlpack_pointer
-            return dlpack_pointer(obj)
+            return dlpack_pointer(obj, int(stream) if stream is not None else None)
     return None

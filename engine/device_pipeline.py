@@ -61,7 +61,7 @@ class DevicePipeline:
         """(pointer or host array, shape, dtype) for both sources, validated."""
         out = []
         for img, name in ((a, "source A"), (b, "source B")):
-            dev = cuda.device_array_pointer(img)
+            dev = cuda.device_array_pointer(img, self.h2d)
             if dev is None:
                 img = preprocess.check_image(img, name)
                 out.append((img, img.shape, img.dtype))

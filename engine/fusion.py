@@ -1,6 +1,7 @@
 """The public entry point: a Fuser holds one backend and fuses pairs and focus stacks."""
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Sequence
@@ -152,7 +153,11 @@ class Fuser:
                 return first[0]
             return preprocess.check_sources([first[0], img], [names[0] if names else "frame 0", name])[1]
 
-        return self.pipeline.stack(iter(frames), check, strategy)
+        frames = iter(frames)
+        head = next(frames, None)
+        if head is None:
+            raise InputError("a focus stack needs at least 2 frames, got 0")
+        return self.pipeline.stack(itertools.chain([head], frames), check, strategy)
 
     def stream(self, pairs: Iterable, *, slots: int = 3, maps: bool = False) -> Iterator[StreamResult]:
         """Fuse a stream of ``(a, b)`` pairs with ``slots`` frames in flight; results come in input

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 F32, F16 = 0, 1
 NCHW, NHWC = 0, 1
 ERR_INVALID = -1
-ABI_VERSION = 1
+ABI_VERSION = 2
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUILD_HINT = "cmake -S . -B build && cmake --build build -j"
 _LIBRARIES = {"cuda": "gacn_kernels", "cpu": "gacn_kernels_cpu", "emu": "gacn_kernels_emu", "plugins": "gacn_plugins"}
@@ -77,7 +77,7 @@ def build(build_dir: str | os.PathLike | None = None, cuda_architectures: str | 
     return build_dir / "lib"
 
 
-_P, _I = ctypes.c_void_p, ctypes.c_int
+_P, _I, _L = ctypes.c_void_p, ctypes.c_int, ctypes.c_longlong
 _SIGNATURES = {  # argument order of gacn_kernels.h, stream last
     "activity": [_P, _P, _P, _I, _I, _I, _I, _I, _I, _I, _P],
     "spatial_gate": [_P, _P, _P, _I, _P, _I, _I, _I, _I, _I, _I, _P],
@@ -86,7 +86,9 @@ _SIGNATURES = {  # argument order of gacn_kernels.h, stream last
     "blend": [_P, _P, _P, _P, _I, _I, _I, _I, _I, _I, _P],
     "stack_first": [_P, _P, _P, _P, _P, _P, _P, _I, _I, _I, _I, _P],
     "stack_next": [_P, _P, _I, _P, _P, _P, _P, _I, _I, _I, _I, _P],
+    "conv3x3_c16": [_P, _I, _P, _P, _P, _P, _P, _I, _I, _I, _L, _L, _P],
 }
+CONV_COUT = 16  # output channels of gacn_conv3x3_c16
 
 
 class KernelLibrary:
@@ -110,6 +112,8 @@ class KernelLibrary:
             fn = getattr(self._dll, f"gacn_{name}")
             fn.argtypes, fn.restype = argtypes, ctypes.c_int
             self._fn[name] = fn
+        self._dll.gacn_conv3x3_c16_partials.argtypes = [_I, _I]
+        self._dll.gacn_conv3x3_c16_partials.restype = ctypes.c_size_t
 
     @classmethod
     def load(cls, kind: str = "cuda") -> "KernelLibrary":
@@ -147,6 +151,16 @@ class KernelLibrary:
 
     def stack_next(self, mi, frame, i, v0, best, index, out, h, w, channels, bits, stream=0):
         self._call("stack_next", mi, frame, i, v0, best, index, out, h, w, channels, bits, stream)
+
+    def conv3x3_c16(self, x, cin, weight, bias, bn, y, partial_sums, n, h, w, x_batch_stride, y_batch_stride,
+                    stream=0):
+        """y = BatchNorm(ReLU(conv3x3(x) + bias)), 16 channels, float32 NCHW; see gacn_kernels.h."""
+        self._call("conv3x3_c16", x, cin, weight, bias, bn, y, partial_sums, n, h, w, x_batch_stride,
+                   y_batch_stride, stream)
+
+    def conv3x3_c16_partials(self, h: int, w: int) -> int:
+        """Blocks of gacn_conv3x3_c16 per image: partial_sums holds N * blocks * 16 floats."""
+        return int(self._dll.gacn_conv3x3_c16_partials(h, w))
 
 
 @functools.lru_cache(maxsize=None)
@@ -294,3 +308,33 @@ def cpu_stack_next(state: dict[str, np.ndarray], mi, frame, i: int, lib=None) ->
     _host_lib(lib).stack_next(_ptr(mi), _ptr(f), i, _ptr(state["v0"]), _ptr(state["best"]), _ptr(state["index"]),
                               _ptr(out), h, w, ch, _BITS[f.dtype])
     return state
+
+
+def cpu_conv3x3_c16(x, weight, bias, bn=None, partials=True, cin=None, y=None, lib=None):
+    """Feature ConvBlock on the host: BatchNorm(ReLU(conv3x3(x) + bias)) -> [N,16,H,W] float32.
+
+    x [N,C,H,W] float32 (the first ``cin`` channels are read, all by default), weight [16,cin,3,3],
+    bias [16], bn [2,16] (scale, shift) or None. ``y`` may be a [N,16,H,W] float32 view into a wider
+    C-contiguous buffer (a channel slice; the batch stride is taken from it). Returns y, or
+    (y, partial sums [N, blocks, 16]) when ``partials``.
+    """
+    lib = _host_lib(lib)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    n, c, h, w = x.shape
+    cin = c if cin is None else int(cin)
+    if not 1 <= cin <= c:
+        raise ValueError(f"cin {cin} out of range for x {x.shape}")
+    weight = np.ascontiguousarray(weight, dtype=np.float32).reshape(CONV_COUT, cin, 3, 3)
+    bias = np.ascontiguousarray(bias, dtype=np.float32).reshape(CONV_COUT)
+    bn = None if bn is None else np.ascontiguousarray(bn, dtype=np.float32).reshape(2, CONV_COUT)
+    if y is None:
+        y = np.empty((n, CONV_COUT, h, w), np.float32)
+    plane = h * w
+    if (y.shape != (n, CONV_COUT, h, w) or y.dtype != np.float32 or y.strides[1:] != (plane * 4, w * 4, 4)
+            or not y.flags.writeable):
+        raise ValueError(f"y must be a writeable float32 [N,16,H,W] array with dense channel planes, got {y.shape}")
+    y_stride = y.strides[0] // 4
+    ps = np.empty((n, lib.conv3x3_c16_partials(h, w), CONV_COUT), np.float32) if partials else None
+    lib.conv3x3_c16(_ptr(x), cin, _ptr(weight), _ptr(bias), _ptr(bn), y.ctypes.data, _ptr(ps), n, h, w, c * plane,
+                    y_stride)
+    return (y, ps) if partials else y

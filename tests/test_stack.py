@@ -65,3 +65,10 @@ def test_stack_frame_mismatch_names_the_frame(ort_fuser):
     a = np.zeros((16, 16, 3), np.uint8)
     with pytest.raises(InputError, match="f2.png"):
         ort_fuser.fuse_stack([a, a, np.zeros((16, 17, 3), np.uint8)], names=["f0.png", "f1.png", "f2.png"])
+
+
+@pytest.mark.parametrize("n", [0, 1])
+def test_stack_needs_two_frames(ort_fuser, n):
+    from engine.errors import InputError
+    with pytest.raises(InputError, match=f"at least 2 frames, got {n}"):
+        ort_fuser.fuse_stack([np.zeros((16, 16), np.uint8)] * n)

@@ -240,9 +240,67 @@ void stack_next(const float* mi, const P* frame, int fi, const float* v0, float*
     }
 }
 
+/* Conv2d 3x3 cin -> 16 + ReLU + BatchNorm (gacn_conv3x3_c16), one image. Per output channel a
+ * float plane starts at the bias and adds gacn_mul(w, x) in (channel, dy, dx) order (the CUDA
+ * kernel uses fmaf in the same order: the two agree to FP32 rounding, not bit for bit). The
+ * partial sums cover the kernel's block tiles, each summed in row-major order. */
+void conv3x3_c16(const float* x, int cin, const float* weight, const float* bias, const float* bn, float* y,
+                 float* partials, int H, int W) {
+    constexpr int K = GACN_CONV_COUT, TW = GACN_CONV_TILE_W, TH = GACN_CONV_TILE_H;
+    const size_t plane = (size_t)H * W;
+    const int bx = (W + TW - 1) / TW, by = (H + TH - 1) / TH;
+    std::vector<float> acc(plane);
+    for (int k = 0; k < K; ++k) {
+        std::fill(acc.begin(), acc.end(), bias[k]);
+        for (int c = 0; c < cin; ++c) {
+            const float* xc = x + (size_t)c * plane;
+            for (int dy = 0; dy < 3; ++dy)
+                for (int dx = 0; dx < 3; ++dx) {
+                    const float wv = weight[((size_t)k * cin + c) * 9 + dy * 3 + dx];
+                    for (int i = 0; i < H; ++i) {
+                        const int yy = i + dy - 1;
+                        if (yy < 0 || yy >= H) continue;
+                        const float* row = xc + (size_t)yy * W;
+                        float* out = acc.data() + (size_t)i * W;
+                        const int j0 = dx == 0 ? 1 : 0, j1 = dx == 2 ? W - 1 : W;  // xx = j + dx - 1 inside
+                        for (int j = j0; j < j1; ++j) out[j] = gacn_add(out[j], gacn_mul(wv, row[j + dx - 1]));
+                    }
+                }
+        }
+        const int has_bn = bn != nullptr;
+        const float sc = has_bn ? bn[k] : 1.0f, sh = has_bn ? bn[K + k] : 0.0f;
+        float* yk = y + (size_t)k * plane;
+        for (size_t i = 0; i < plane; ++i) yk[i] = gacn_gate_input(acc[i], 1, has_bn, sc, sh);
+        if (partials)
+            for (int b = 0; b < bx * by; ++b) {
+                const int i0 = (b / bx) * TH, j0 = (b % bx) * TW;
+                float s = 0.0f;
+                for (int i = i0; i < std::min(H, i0 + TH); ++i)
+                    for (int j = j0; j < std::min(W, j0 + TW); ++j) s = gacn_add(s, yk[(size_t)i * W + j]);
+                partials[(size_t)b * K + k] = s;
+            }
+    }
+}
+
 }  // namespace
 
 extern "C" {
+
+GACN_API size_t gacn_conv3x3_c16_partials(int h, int w) {
+    if (h < 1 || w < 1) return 0;
+    return (size_t)((w + GACN_CONV_TILE_W - 1) / GACN_CONV_TILE_W) * ((h + GACN_CONV_TILE_H - 1) / GACN_CONV_TILE_H);
+}
+
+GACN_API int gacn_conv3x3_c16(const float* x, int cin, const float* weight, const float* bias, const float* bn,
+                              float* y, float* partial_sums, int n, int h, int w, long long x_batch_stride,
+                              long long y_batch_stride, gacn_stream_t) {
+    if (!gacn_check_conv3x3(x, cin, weight, bias, y, n, h, w, x_batch_stride, y_batch_stride)) return GACN_ERR_INVALID;
+    const size_t blocks = gacn_conv3x3_c16_partials(h, w);
+    for (int b = 0; b < n; ++b)
+        conv3x3_c16(x + (size_t)b * x_batch_stride, cin, weight, bias, bn, y + (size_t)b * y_batch_stride,
+                    partial_sums ? partial_sums + (size_t)b * blocks * GACN_CONV_COUT : nullptr, h, w);
+    return GACN_OK;
+}
 
 GACN_API int gacn_activity(const void* fa, const void* fb, void* bm, int n, int na, int c, int h, int w, int dtype,
                            int layout, gacn_stream_t) {
@@ -323,6 +381,6 @@ GACN_API int gacn_stack_next(const float* mi, const void* frame, int i, const fl
 
 GACN_API const char* gacn_backend(void) { return "cpu"; }
 
-GACN_API int gacn_abi_version(void) { return 1; }
+GACN_API int gacn_abi_version(void) { return 2; }
 
 }  // extern "C"

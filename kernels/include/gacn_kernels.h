@@ -80,6 +80,25 @@ GACN_API int gacn_stack_first(const float* m1, const void* frame0, const void* f
 GACN_API int gacn_stack_next(const float* mi, const void* frame, int i, const float* v0, float* best,
                              int32_t* index, void* out, int h, int w, int channels, int bits, gacn_stream_t stream);
 
+/* Spec sections 2-3, a feature ConvBlock (ABI 2): Conv2d 3x3 cin -> 16 (zero padding 1, bias),
+ * ReLU, then the inference BatchNorm as an affine map, all float32 (FMA, no TF32), NCHW:
+ *   c = conv3x3(x, weight) + bias;  u = max(c, 0);  u = bn ? u * bn[k] + bn[16 + k] : u;  y = u
+ * x: channels 0..cin-1 of image b at x + b * x_batch_stride (channel planes H*W apart: the
+ * channel prefix of a wider [N,C,H,W] buffer); y: 16 channels at y + b * y_batch_stride (a
+ * channel slice of a wider buffer). Strides are in elements, x_batch_stride >= cin*H*W,
+ * y_batch_stride >= 16*H*W; y must not overlap the channels read from x.
+ * weight [16,cin,3,3], bias [16], bn [2,16] (scale, shift) or NULL, all float32 where the data lives.
+ * partial_sums (or NULL): [N, blocks, 16] floats, blocks = gacn_conv3x3_c16_partials(h, w); block
+ * b writes the sum of u over its pixels for each output channel, in a fixed order (no atomics,
+ * deterministic): sum over blocks = sum of u over the image (for the CSE mean).
+ * Fast paths: W % 4 == 0, x and y 16-byte aligned, both strides multiples of 4; any cin >= 1. */
+GACN_API int gacn_conv3x3_c16(const float* x, int cin, const float* weight, const float* bias, const float* bn,
+                              float* y, float* partial_sums, int n, int h, int w, long long x_batch_stride,
+                              long long y_batch_stride, gacn_stream_t stream);
+/* Number of blocks (partial sums per image and channel) of gacn_conv3x3_c16 for an h x w image
+ * (0 if h or w < 1). */
+GACN_API size_t gacn_conv3x3_c16_partials(int h, int w);
+
 /* Library identity for checks: "cuda" or "cpu", and the ABI version (bumped on any change). */
 GACN_API const char* gacn_backend(void);
 GACN_API int gacn_abi_version(void);

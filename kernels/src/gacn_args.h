@@ -53,4 +53,16 @@ static inline int gacn_check_stack(const float* m, const void* frame, const floa
            gacn_valid_image(channels, bits);
 }
 
+/* gacn_conv3x3_c16: 16 output channels; a block (one partial sum per channel) covers a
+ * GACN_CONV_TILE_H x GACN_CONV_TILE_W output tile, in the CUDA kernel and the CPU library alike. */
+#define GACN_CONV_COUT 16
+#define GACN_CONV_TILE_W 64
+#define GACN_CONV_TILE_H 16
+static inline int gacn_check_conv3x3(const float* x, int cin, const float* weight, const float* bias, const float* y,
+                                     int n, int h, int w, long long x_batch_stride, long long y_batch_stride) {
+    if (!(x && weight && bias && y && gacn_valid_nchw(n, cin, h, w))) return 0;
+    const long long plane = (long long)h * w;
+    return x_batch_stride >= cin * plane && y_batch_stride >= GACN_CONV_COUT * plane;
+}
+
 #endif /* GACN_ARGS_H */
