@@ -46,7 +46,7 @@ def _load(kind: str) -> K.KernelLibrary:
 @pytest.fixture(scope="session")
 def cpu() -> K.KernelLibrary:
     lib = _load("cpu")
-    assert lib.backend == "cpu" and lib.abi_version == 1
+    assert lib.backend == "cpu" and lib.abi_version == 2
     return lib
 
 
@@ -56,7 +56,7 @@ def emu(cpu) -> K.KernelLibrary:
         lib = _load("emu")
     except BackendError as e:  # the build exists but was configured with -DGACN_BUILD_EMU=OFF
         pytest.skip(f"kernel emulator library not built: {e}")
-    assert lib.backend == "cuda-emu" and lib.abi_version == 1
+    assert lib.backend == "cuda-emu" and lib.abi_version == 2
     return lib
 
 
@@ -178,7 +178,7 @@ def random_refine_inputs(rng, n, na, h, w, dtype=np.float32):
 
 # ---- library identity and argument checks ------------------------------------------------------------
 def test_identity(cpu):
-    assert (cpu.backend, cpu.abi_version) == ("cpu", 1)
+    assert (cpu.backend, cpu.abi_version) == ("cpu", 2)
     assert K.find_library("cpu").name == "libgacn_kernels_cpu.so"
 
 
@@ -624,5 +624,168 @@ def test_gpu_check_can_fail(cpu):
 
 def test_gpu_timing_logic_on_host(cpu):
     rows = _gpu_ops().time_ops(cpu, torch, sizes=((16, 24),), device="cpu", reps=1, warmup=0)
-    assert {r["op"] for r in rows} == {"activity", "spatial_gate", "boundary_refine", "luma", "blend"}
+    assert {r["op"] for r in rows} == {"activity", "spatial_gate", "boundary_refine", "luma", "blend", "conv3x3_c16"}
     assert all(r["kernel_ms"] > 0 and r["torch_ms"] > 0 for r in rows)
+
+
+# ---- gacn_conv3x3_c16: the feature blocks' conv + ReLU + BatchNorm in FP32 ---------------------------------
+def ref_conv(x: np.ndarray, weight, bias, bn):
+    """u64 = BN(ReLU(conv3x3(x) + bias)) and the bound on |u - u64| of any FP32 summation order."""
+    cin = weight.shape[1]
+    c = F.conv2d(t64(x), t64(weight), t64(bias), padding=1)
+    mag = F.conv2d(t64(x).abs(), t64(weight).abs(), t64(bias).abs(), padding=1)
+    tol = (9 * cin + 2) * EPS32 * mag  # gamma_n of a length-(9 cin + 1) sum, rounded products included
+    u = c.clamp_min(0)
+    if bn is not None:
+        scale, shift = t64(bn[0])[:, None, None], t64(bn[1])[:, None, None]
+        tol = tol * scale.abs() + (u * scale).abs() * EPS32 * 2 + (u * scale + shift).abs() * EPS32 * 2
+        u = u * scale + shift
+    return u.numpy(), tol.numpy() + 1e-30
+
+
+def check_conv(y: np.ndarray, x, weight, bias, bn) -> None:
+    ref, tol = ref_conv(x, weight, bias, bn)
+    err = np.abs(y.astype(np.float64) - ref)
+    assert not np.isnan(y).any(), "unwritten (NaN) outputs"
+    bad = err > tol
+    assert not bad.any(), f"{bad.sum()} of {bad.size} outputs off, worst {err.max():.3g} (tol {tol.ravel()[err.argmax()]:.3g})"
+
+
+def check_partials(ps: np.ndarray, y: np.ndarray) -> None:
+    """ps [N, blocks, 16] against float64 sums of y over the kernel's 16 x 64 block tiles."""
+    n, k, h, w = y.shape
+    bx, by = -(-w // 64), -(-h // 16)
+    assert ps.shape == (n, bx * by, 16)
+    y64 = y.astype(np.float64)
+    for b in range(bx * by):
+        i0, j0 = (b // bx) * 16, (b % bx) * 64
+        blk = y64[:, :, i0:i0 + 16, j0:j0 + 64]
+        ref = blk.sum(axis=(2, 3))
+        tol = blk.shape[2] * blk.shape[3] * EPS32 * np.abs(blk).sum(axis=(2, 3)) + 1e-30
+        assert (np.abs(ps[:, b] - ref) <= tol).all(), f"block {b}: {ps[:, b]} vs {ref}"
+
+
+def random_conv(rng, n, cin, h, w, bn: bool):
+    x = rng.standard_normal((n, cin, h, w)).astype(np.float32)
+    weight = (rng.standard_normal((16, cin, 3, 3)) / np.sqrt(9 * cin)).astype(np.float32)
+    bias = (rng.standard_normal(16) * 0.1).astype(np.float32)
+    bnp = np.stack([rng.random(16) * 3.5 - 1.5, rng.standard_normal(16) * 0.2]).astype(np.float32) if bn else None
+    return x, weight, bias, bnp
+
+
+CONV_CASES = [(1, 1, 1, 1), (2, 1, 7, 9), (1, 3, 31, 65), (1, 16, 31, 65), (2, 17, 7, 9), (1, 32, 33, 68),
+              (1, 48, 31, 65), (1, 16, 130, 259), (1, 48, 130, 259)]  # n, cin, h, w
+
+
+def test_conv3x3_partials_count(cpu):
+    assert cpu.conv3x3_c16_partials(1, 1) == 1
+    assert cpu.conv3x3_c16_partials(2160, 3840) == 135 * 60
+    assert cpu.conv3x3_c16_partials(17, 65) == 4
+    assert cpu.conv3x3_c16_partials(0, 5) == 0
+
+
+@pytest.mark.parametrize("bn", [False, True])
+@pytest.mark.parametrize("case", CONV_CASES, ids=lambda s: "x".join(map(str, s)))
+def test_conv3x3_random(cpu, case, bn):
+    n, cin, h, w = case
+    x, weight, bias, bnp = random_conv(np.random.default_rng(cin * 1000 + h), n, cin, h, w, bn)
+    y, ps = K.cpu_conv3x3_c16(x, weight, bias, bnp, lib=cpu)
+    check_conv(y, x, weight, bias, bnp)
+    check_partials(ps, y)
+    assert K.cpu_conv3x3_c16(x, weight, bias, bnp, partials=False, lib=cpu).shape == y.shape
+
+
+def test_conv3x3_check_can_fail(cpu):
+    x, weight, bias, bnp = random_conv(np.random.default_rng(1), 1, 16, 9, 13, True)
+    y, ps = K.cpu_conv3x3_c16(x, weight, bias, bnp, lib=cpu)
+    with pytest.raises(AssertionError):
+        check_conv(y, x, weight, bias + 2e-4, bnp)
+    with pytest.raises(AssertionError):  # a mirrored kernel (cross-correlation vs convolution)
+        check_conv(K.cpu_conv3x3_c16(x, weight[:, :, ::-1, ::-1], bias, bnp, partials=False, lib=cpu), x, weight,
+                   bias, bnp)
+    bad = ps.copy()
+    bad[0, 0, 3] += 1e-3 * np.abs(y[0, 3]).sum()
+    with pytest.raises(AssertionError):
+        check_partials(bad, y)
+
+
+@pytest.mark.parametrize("kind", ["cpu", "emu"])
+def test_conv3x3_strides_and_slices(kind, request):
+    """x = the first cin channels of a 64-channel buffer, y = channels 32..47 of another one."""
+    lib = request.getfixturevalue(kind)
+    rng = np.random.default_rng(7)
+    n, cin, h, w = 2, 17, 20, 68
+    buf = rng.standard_normal((n, 64, h, w)).astype(np.float32)
+    _, weight, bias, bnp = random_conv(rng, n, cin, h, w, True)
+    out = np.full((n, 64, h, w), np.nan, np.float32)
+    y, ps = K.cpu_conv3x3_c16(buf, weight, bias, bnp, cin=cin, y=out[:, 32:48], lib=lib)
+    check_conv(out[:, 32:48], buf[:, :cin], weight, bias, bnp)
+    check_partials(ps, out[:, 32:48])
+    assert np.isnan(out[:, :32]).all() and np.isnan(out[:, 48:]).all()
+
+
+@pytest.mark.parametrize("kind", ["cpu", "emu"])
+def test_conv3x3_invalid_arguments(kind, request):
+    lib = request.getfixturevalue(kind)
+    x, wt, b, y = (np.zeros(s, np.float32) for s in ((1, 4, 5, 6), (16, 4, 3, 3), (16,), (1, 16, 5, 6)))
+    p = (x.ctypes.data, wt.ctypes.data, b.ctypes.data, y.ctypes.data)
+    good = dict(x=p[0], cin=4, weight=p[1], bias=p[2], bn=0, y=p[3], partial_sums=0, n=1, h=5, w=6,
+                x_batch_stride=120, y_batch_stride=480)
+    lib.conv3x3_c16(*good.values())
+    for key, value in [("x", 0), ("weight", 0), ("bias", 0), ("y", 0), ("cin", 0), ("n", 0), ("h", 0), ("w", 0),
+                       ("x_batch_stride", 119), ("y_batch_stride", 479), ("n", 65536)]:
+        with pytest.raises(BackendError, match="invalid arguments"):
+            lib.conv3x3_c16(*{**good, key: value}.values())
+
+
+def test_real_feature_blocks(cpu, real, torch_model):
+    """The four feature ConvBlocks on the golden pair's luma and features (a corner crop)."""
+    h, w = 70, 133
+    luma, f = real["luma"][:, :, :h, :w], real["f"][:, :, :h, :w]
+    for i, blk in enumerate(torch_model.fe_blocks):
+        x = luma if i == 0 else f[:, :16 * i]
+        weight, bias = blk.conv.weight.detach().numpy(), blk.conv.bias.detach().numpy()
+        bn = torch.stack(blk.bn_affine()).detach().numpy()
+        y, ps = K.cpu_conv3x3_c16(x, weight, bias, bn, lib=cpu)
+        check_conv(y, x, weight, bias, bn)
+        check_partials(ps, y)
+        with torch.no_grad():
+            model = blk(torch.from_numpy(np.ascontiguousarray(x))).numpy()
+        assert np.abs(y[..., :-1, :-1] - model[..., :-1, :-1]).max() < 1e-4
+        # the CSE mean from the partial sums
+        mean = ps.astype(np.float64).sum(axis=1) / (h * w)
+        np.testing.assert_allclose(mean, y.astype(np.float64).mean(axis=(2, 3)), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("bn", [False, True])
+@pytest.mark.parametrize("case", [(1, 1, 7, 9), (2, 3, 17, 70), (1, 16, 31, 65), (1, 48, 20, 68), (1, 17, 33, 132),
+                                  (1, 32, 5, 4)], ids=lambda s: "x".join(map(str, s)))
+def test_emu_conv3x3(cpu, emu, case, bn):
+    """The CUDA kernel (vector path when W % 4 == 0, scalar otherwise; channel chunk tails) against
+    the float64 bound and the CPU library (to FP32 rounding: different summation order)."""
+    n, cin, h, w = case
+    x, weight, bias, bnp = random_conv(np.random.default_rng(cin + h * w), n, cin, h, w, bn)
+    y = np.full((n, 16, h, w), np.nan, np.float32)
+    _, ps = K.cpu_conv3x3_c16(x, weight, bias, bnp, y=y, lib=emu)
+    check_conv(y, x, weight, bias, bnp)
+    check_partials(ps, y)
+    yc, pc = K.cpu_conv3x3_c16(x, weight, bias, bnp, lib=cpu)
+    _, tol = ref_conv(x, weight, bias, bnp)
+    assert (np.abs(y.astype(np.float64) - yc) <= 2 * tol).all()
+    np.testing.assert_allclose(ps, pc, rtol=1e-4, atol=1e-3)
+
+
+def test_emu_conv3x3_unaligned(cpu, emu):
+    """x and y one float off 16-byte alignment (scalar paths although W % 4 == 0)."""
+    rng = np.random.default_rng(3)
+    n, cin, h, w = 1, 5, 18, 68
+    xb = np.zeros(cin * h * w + 1, np.float32)
+    x = xb[1:].reshape(n, cin, h, w)
+    x[:] = rng.standard_normal(x.shape)
+    _, weight, bias, bnp = random_conv(rng, n, cin, h, w, True)
+    yb = np.full(16 * h * w + 1, np.nan, np.float32)
+    y = yb[1:].reshape(n, 16, h, w)
+    assert x.ctypes.data % 16 and y.ctypes.data % 16
+    emu.conv3x3_c16(x.ctypes.data, cin, weight.ctypes.data, bias.ctypes.data, bnp.ctypes.data, y.ctypes.data, 0, n, h,
+                    w, cin * h * w, 16 * h * w)
+    check_conv(y, x, weight, bias, bnp)

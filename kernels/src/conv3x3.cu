@@ -4,12 +4,13 @@
  *
  * Register-blocked direct convolution. A block of 256 threads computes a 16-row x 64-column
  * output tile for all 16 output channels; thread (ty, tx) owns the 4 pixels (ty, 4tx..4tx+3)
- * x 16 channels = 64 accumulators. Input channels are staged 8 at a time: the 18 x 72 halo
- * tile of each channel (image columns x0-4 .. x0+67, so that every 16-byte piece of a row
- * is either wholly inside or wholly outside the image when W % 4 == 0) and the chunk's
+ * x 16 channels = 64 accumulators. Input channels are staged 4 at a time into two buffers
+ * (cp.async on sm_80+: chunk i+1 loads while chunk i computes): the 18 x 72 halo tile of each
+ * channel (image columns x0-4 .. x0+67, so that every 16-byte piece of a row is either wholly
+ * inside or wholly outside the image when W % 4 == 0) and the chunk's
  * weights, transposed to [channel][tap][16 outputs] so that one LDS.128 broadcast gives 4
  * output channels' weight. Per input channel and thread: 3 rows x (LDS.32 + LDS.128 + LDS.32)
- * inputs, 36 LDS.128 weights, 576 FFMA (92% of the issued instructions are FFMA).
+ * inputs, 36 LDS.128 weights, 576 FFMA (~90% of the loop's instructions; see kernels/README.md).
  * Accumulators start at the bias; products are summed in (channel, dy, dx) order with fmaf:
  * not the CPU library's order (which uses gacn_madd), so the two agree to FP32 rounding, not
  * bit for bit.
@@ -24,7 +25,7 @@ constexpr int CV_TH = GACN_CONV_TILE_H;       // 16 output rows per block
 constexpr int CV_PX = 4;                      // output pixels per thread, along x
 constexpr int CV_TX = CV_TW / CV_PX;          // 16 threads per output row
 constexpr int CV_THREADS = CV_TX * CV_TH;     // 256
-constexpr int CV_CK = 8;                      // input channels per staged chunk
+constexpr int CV_CK = 4;                      // input channels per staged chunk (two buffers)
 constexpr int CV_ROWS = CV_TH + 2;            // 18 staged rows: y0-1 .. y0+16
 constexpr int CV_LDX = CV_TW + 8;             // 72 staged columns: x0-4 .. x0+67 (tile column j = image x0-4+j)
 constexpr int CV_PLANE = CV_ROWS * CV_LDX;    // floats per staged channel
@@ -33,14 +34,52 @@ constexpr int CV_TAPS = 9;
 constexpr int CV_WCHUNK = CV_CK * CV_TAPS * CV_K;  // weights of one chunk: [channel][tap][k]
 
 static_assert(CV_THREADS == 256, "launch bounds below");
-static_assert(CV_K * CV_THREADS <= CV_CK * CV_PLANE, "the reduction scratch fits over the input tile");
+static_assert(CV_K * CV_THREADS + CV_K * 16 <= 2 * CV_CK * CV_PLANE, "the reduction scratch fits over the input tiles");
+
+/* Copies to shared memory that complete asynchronously on sm_80+ (cp.async, zero-filled when
+ * `valid` is false: src-size 0 reads nothing), and synchronously elsewhere (sm_75, emulator). */
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#define CV_ASYNC 1
+#endif
+GACN_DEV void cv_copy16(float* s, const float* g, bool valid) {
+#if defined(CV_ASYNC)
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"((unsigned)__cvta_generic_to_shared(s)),
+                 "l"(g), "r"(valid ? 16 : 0));
+#else
+    *reinterpret_cast<float4*>(s) = valid ? *reinterpret_cast<const float4*>(g) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#endif
+}
+GACN_DEV void cv_copy4(float* s, const float* g, bool valid) {
+#if defined(CV_ASYNC)
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"((unsigned)__cvta_generic_to_shared(s)),
+                 "l"(g), "r"(valid ? 4 : 0));
+#else
+    *s = valid ? *g : 0.0f;
+#endif
+}
+GACN_DEV void cv_commit() {
+#if defined(CV_ASYNC)
+    asm volatile("cp.async.commit_group;\n" ::);
+#endif
+}
+/* Waits for this thread's copies but the most recent `pending` groups (0 or 1). */
+GACN_DEV void cv_wait(int pending) {
+#if defined(CV_ASYNC)
+    if (pending)
+        asm volatile("cp.async.wait_group 1;\n" ::);
+    else
+        asm volatile("cp.async.wait_group 0;\n" ::);
+#else
+    (void)pending;
+#endif
+}
 
 __global__ __launch_bounds__(CV_THREADS, 2) void conv3x3_c16_kernel(
     const float* __restrict__ x, int cin, const float* __restrict__ weight, const float* __restrict__ bias,
     const float* __restrict__ bn, float* __restrict__ y, float* __restrict__ partial_sums, int H, int W,
     long long x_batch_stride, long long y_batch_stride, int vec) {
-    __shared__ __align__(16) float sIn[CV_CK * CV_PLANE];
-    __shared__ __align__(16) float sW[CV_WCHUNK];
+    __shared__ __align__(16) float sIn[2][CV_CK * CV_PLANE];  // two chunk buffers
+    __shared__ __align__(16) float sW[2][CV_WCHUNK];
 
     const int t = threadIdx.x, tx = t % CV_TX, ty = t / CV_TX;
     const int x0 = (int)blockIdx.x * CV_TW, y0 = (int)blockIdx.y * CV_TH, n = (int)blockIdx.z;
@@ -56,28 +95,45 @@ __global__ __launch_bounds__(CV_THREADS, 2) void conv3x3_c16_kernel(
         for (int p = 0; p < CV_PX; ++p) acc[k][p] = b;
     }
 
-    // Scalar staging writes only the columns the compute loop reads (3 .. 68); the others are
-    // never read. Each thread's inputs of one staged row: columns 4tx+3 .. 4tx+8.
-    const float* sx = sIn + ty * CV_LDX + CV_PX * tx + 3;
+    // Per-thread staging slots, the same for every chunk (only the channel moves): the vector
+    // path's 16-byte pieces e = t + 256 s (324 per channel) and the weights e = t + 256 s of a
+    // chunk (576), as shared-memory and global offsets computed once.
+    constexpr int VSLOTS = (CV_ROWS * CV_PIECES + CV_THREADS - 1) / CV_THREADS;  // 2
+    constexpr int WSLOTS = (CV_WCHUNK + CV_THREADS - 1) / CV_THREADS;             // 3
+    int v_s[VSLOTS];        // shared offset within a channel's tile, -1: no piece
+    long long v_g[VSLOTS];  // global offset within a channel plane, -1: outside the image
+#pragma unroll
+    for (int i = 0; i < VSLOTS; ++i) {
+        const int e = t + i * CV_THREADS, r = e / CV_PIECES, j = (e % CV_PIECES) * 4;
+        const int yy = y0 - 1 + r, xx = x0 - 4 + j;
+        v_s[i] = e < CV_ROWS * CV_PIECES ? r * CV_LDX + j : -1;
+        v_g[i] = (yy >= 0 && yy < H && xx >= 0 && xx < W) ? (long long)yy * W + xx : -1;  // W % 4 == 0: whole piece
+    }
+    int w_s[WSLOTS], w_g[WSLOTS], w_kc[WSLOTS];
+#pragma unroll
+    for (int i = 0; i < WSLOTS; ++i) {
+        const int e = t + i * CV_THREADS, kc = e / (CV_TAPS * CV_K), k = (e / CV_TAPS) % CV_K, tap = e % CV_TAPS;
+        w_kc[i] = e < CV_WCHUNK ? kc : CV_CK;  // copied when w_kc < kn
+        w_s[i] = (kc * CV_TAPS + tap) * CV_K + k;
+        w_g[i] = (k * cin + kc) * CV_TAPS + tap;  // + c0 * 9
+    }
 
-    for (int c0 = 0; c0 < cin; c0 += CV_CK) {
+    // Stages chunk c0 into buffer `buf`: weights as [kc][tap][k], the input tile zero outside
+    // the image. Scalar staging writes only the columns the compute loop reads (3 .. 68).
+    auto stage = [&](int c0, int buf) {
         const int kn = cin - c0 < CV_CK ? cin - c0 : CV_CK;
-        // Weights of the chunk, [kc][tap][k] (coalesced along tap in global memory).
-#pragma unroll 1
-        for (int e = t; e < kn * CV_TAPS * CV_K; e += CV_THREADS) {
-            const int kc = e / (CV_TAPS * CV_K), k = (e / CV_TAPS) % CV_K, tap = e % CV_TAPS;
-            sW[(kc * CV_TAPS + tap) * CV_K + k] = weight[((size_t)k * cin + c0 + kc) * CV_TAPS + tap];
-        }
-        // Input tile of the chunk, zero outside the image.
+        float* sw = sW[buf];
+        float* si = sIn[buf];
+#pragma unroll
+        for (int i = 0; i < WSLOTS; ++i)
+            if (w_kc[i] < kn) cv_copy4(sw + w_s[i], weight + (size_t)c0 * CV_TAPS + w_g[i], true);
         if (vec) {
+            const float* pc = px + (size_t)c0 * plane;
 #pragma unroll 1
-            for (int e = t; e < kn * CV_ROWS * CV_PIECES; e += CV_THREADS) {
-                const int kc = e / (CV_ROWS * CV_PIECES), r = (e / CV_PIECES) % CV_ROWS, j = (e % CV_PIECES) * 4;
-                const int yy = y0 - 1 + r, xx = x0 - 4 + j;
-                float4 q = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-                if (yy >= 0 && yy < H && xx >= 0 && xx < W)  // W % 4 == 0: xx < W implies xx + 3 < W
-                    q = *reinterpret_cast<const float4*>(px + (size_t)(c0 + kc) * plane + (size_t)yy * W + xx);
-                *reinterpret_cast<float4*>(sIn + kc * CV_PLANE + r * CV_LDX + j) = q;
+            for (int kc = 0; kc < kn; ++kc, pc += plane) {
+#pragma unroll
+                for (int i = 0; i < VSLOTS; ++i)
+                    if (v_s[i] >= 0) cv_copy16(si + kc * CV_PLANE + v_s[i], v_g[i] >= 0 ? pc + v_g[i] : px, v_g[i] >= 0);
             }
         } else {
             constexpr int COLS = CV_TW + 2;  // tile columns 3 .. 68 = image x0-1 .. x0+64
@@ -85,17 +141,30 @@ __global__ __launch_bounds__(CV_THREADS, 2) void conv3x3_c16_kernel(
             for (int e = t; e < kn * CV_ROWS * COLS; e += CV_THREADS) {
                 const int kc = e / (CV_ROWS * COLS), r = (e / COLS) % CV_ROWS, j = e % COLS;
                 const int yy = y0 - 1 + r, xx = x0 - 1 + j;
-                float v = 0.0f;
-                if (yy >= 0 && yy < H && xx >= 0 && xx < W) v = px[(size_t)(c0 + kc) * plane + (size_t)yy * W + xx];
-                sIn[kc * CV_PLANE + r * CV_LDX + j + 3] = v;
+                const bool inside = yy >= 0 && yy < H && xx >= 0 && xx < W;
+                cv_copy4(si + kc * CV_PLANE + r * CV_LDX + j + 3,
+                         inside ? px + (size_t)(c0 + kc) * plane + (size_t)yy * W + xx : px, inside);
             }
         }
+        cv_commit();
+    };
+
+    // Double buffering: chunk i+1's copies are in flight while chunk i is computed.
+    stage(0, 0);
+    for (int c0 = 0, buf = 0; c0 < cin; c0 += CV_CK, buf ^= 1) {
+        const int kn = cin - c0 < CV_CK ? cin - c0 : CV_CK;
+        const bool next = c0 + CV_CK < cin;
+        if (next) stage(c0 + CV_CK, buf ^ 1);
+        cv_wait(next ? 1 : 0);
         __syncthreads();
 
+        // Each thread's inputs of one staged row: columns 4tx+3 .. 4tx+8.
+        const float* sx = sIn[buf] + ty * CV_LDX + CV_PX * tx + 3;
+        const float4* sw4 = reinterpret_cast<const float4*>(sW[buf]);
 #pragma unroll 1
         for (int kc = 0; kc < kn; ++kc) {
             const float* s = sx + kc * CV_PLANE;
-            const float4* w4 = reinterpret_cast<const float4*>(sW + kc * CV_TAPS * CV_K);
+            const float4* w4 = sw4 + kc * CV_TAPS * (CV_K / 4);
 #pragma unroll
             for (int dy = 0; dy < 3; ++dy) {
                 float v[CV_PX + 2];
@@ -118,7 +187,7 @@ __global__ __launch_bounds__(CV_THREADS, 2) void conv3x3_c16_kernel(
                 }
             }
         }
-        __syncthreads();
+        __syncthreads();  // buffer `buf` is staged again two chunks on
     }
 
     // Epilogue: u = relu(c) (* scale + shift), stored; per-thread sums of u over its pixels.
@@ -150,8 +219,8 @@ __global__ __launch_bounds__(CV_THREADS, 2) void conv3x3_c16_kernel(
     }
 
     if (partial_sums != nullptr) {  // block sums in a fixed order: deterministic
-        float* red = sIn;                            // [k][256 threads]
-        float* red2 = sIn + CV_K * CV_THREADS;       // [k][16 groups]
+        float* red = &sIn[0][0];                 // [k][256 threads]
+        float* red2 = red + CV_K * CV_THREADS;   // [k][16 groups]
 #pragma unroll
         for (int k = 0; k < CV_K; ++k) red[k * CV_THREADS + t] = sum[k];
         __syncthreads();
