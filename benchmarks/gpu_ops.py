@@ -136,7 +136,9 @@ def ref_refine(torch, d4, ya, yb):
 def ref_luma(torch, v, peak: int):
     """Integer pixel values [N,H,W,ch] (any integer dtype) -> float32 [N,1,H,W], the header's recipe."""
     if v.shape[-1] == 1:
-        return (v.float() / float(peak)).permute(0, 3, 1, 2)  # one float32 division
+        # one correctly rounded float32 division (torch divides by a scalar as a multiply by its
+        # reciprocal on the GPU, 1 ulp off; the float64 quotient rounds to the exact result)
+        return (v.double() / float(peak)).float().permute(0, 3, 1, 2)
     s = v.double() * (1.0 / peak)
     return (s[..., 0] * 0.2125 + s[..., 1] * 0.7154 + s[..., 2] * 0.0721).float()[:, None]
 
@@ -144,7 +146,8 @@ def ref_luma(torch, v, peak: int):
 def ref_blend(torch, a, b, m, peak: int):
     """round(clip(m*A + (1-m)*B, 0, 1) * max) in float32; a, b integer [N,H,W,ch], m [N,1,H,W]."""
     mm = m[:, 0, :, :, None]
-    v = mm * (a.float() / float(peak)) + (1 - mm) * (b.float() / float(peak))
+    fa, fb = ((x.double() / float(peak)).float() for x in (a, b))  # exact quotients, as ref_luma
+    v = mm * fa + (1 - mm) * fb
     return torch.round(v.clamp(0, 1) * float(peak))
 
 

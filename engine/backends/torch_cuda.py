@@ -25,18 +25,17 @@ DECISION_BLOCKS = ("decision_path_conv1", "decision_path_conv2", "decision_path_
 class CudaGacn:
     """The network as PyTorch ops plus kernel-library calls; ``__call__(luma) -> (D, M)``.
 
-    Feature extraction always runs in float32 (NCHW, TF32 off unless ``tf32_features``): the
-    activity step multiplies feature differences by 1000 before its sigmoid, and float16
-    features move 0.7-1.6 % of the decision map on flat images (measured against the golden
-    outputs), while a float16 decision path costs < 0.01 %. ``dtype`` is the decision path's.
+    Feature extraction always runs in float32 (NCHW, no TF32): the activity step multiplies
+    feature differences by 1000 before its sigmoid, and float16 features move 0.7-1.6 % of the
+    decision map on flat images (TF32 0.2 %, measured against the golden outputs), while a
+    float16 decision path moves < 0.01 %. ``dtype`` is the decision path's.
     """
 
-    def __init__(self, params: dict[str, np.ndarray], lib: K.KernelLibrary, dtype, torch, tf32_features: bool = False,
-                 device: str = "cuda"):
+    def __init__(self, params: dict[str, np.ndarray], lib: K.KernelLibrary, dtype, torch, device: str = "cuda"):
         from export.folding import fold_conv_block
-        self.t, self.lib, self.dtype, self.tf32_features = torch, lib, dtype, tf32_features
-        self.fuse_features = True    # cuDNN conv+bias+ReLU for the float32 features (measured 11 % faster)
-        self.fuse_decision = False   # same for the decision convs, the gate then skips its ReLU
+        self.t, self.lib, self.dtype = torch, lib, dtype
+        self.conv_impl = "kernel"    # float32 feature convs: gacn_conv3x3_c16, or "cudnn" (fused conv+bias+ReLU)
+        self.fuse_decision = False   # cuDNN conv+bias+ReLU for the decision convs, the gate then skips its ReLU
         self.on_gpu = device == "cuda"  # "cpu" with the CPU kernel library: how CI checks this class
         self.kdtype = K.F16 if dtype == torch.float16 else K.F32
         # float16 convolutions want channels_last (tensor cores); float32 stays NCHW
@@ -67,11 +66,13 @@ class CudaGacn:
 
         Each block's output goes straight into its channel slice of ``out``, and the next block
         reads the slice prefix as its input: the concatenations cost no copies."""
+        if self.conv_impl == "kernel":
+            return self._features_kernel(y, out)
         t = self.t
         x = y
-        with t.backends.cudnn.flags(enabled=True, benchmark=True, deterministic=False, allow_tf32=self.tf32_features):
+        with t.backends.cudnn.flags(enabled=True, benchmark=True, deterministic=False, allow_tf32=False):
             for i, (w, b, rest, shift, _) in enumerate(self.fe):
-                f = self._conv_relu(x, w, b, self.fuse_features)
+                f = self._conv_relu(x, w, b, True)
                 if rest is not None:
                     f.mul_(rest)
                 # CSE on f + shift without materialising it: mean(f) + shift, then
@@ -80,6 +81,22 @@ class CudaGacn:
                 s = t.sigmoid(t.relu((f.mean(dim=(2, 3)) + shift[:, 0, 0]) @ fc1.T) @ fc2.T)[:, :, None, None]
                 t.addcmul(shift * s, f, s, out=out[:, 16 * i:16 * (i + 1)])
                 x = out[:, :16 * (i + 1)]
+        return out
+
+    def _features_kernel(self, y, out):
+        """The same with gacn_conv3x3_c16: one pass per block computes relu(conv)*rest + shift
+        and the per-block channel sums the CSE mean needs; a second writes u * s into the slice."""
+        t = self.t
+        _, _, h, w = y.shape
+        u = t.empty((1, 16, h, w), device=y.device, dtype=t.float32)
+        sums = t.empty((1, self.lib.conv3x3_c16_partials(h, w), 16), device=y.device, dtype=t.float32)
+        for i, (wt, b, _, _, bn) in enumerate(self.fe):
+            src, cin, stride = (y, 1, h * w) if i == 0 else (out, 16 * i, 64 * h * w)
+            self.lib.conv3x3_c16(src.data_ptr(), cin, wt.data_ptr(), b.data_ptr(), bn.data_ptr(), u.data_ptr(),
+                                 sums.data_ptr(), 1, h, w, stride, 16 * h * w, self._stream())
+            fc1, fc2 = self.cse[i]
+            s = t.sigmoid(t.relu((sums.sum(1) / (h * w)) @ fc1.T) @ fc2.T)
+            t.mul(u, s[:, :, None, None], out=out[:, 16 * i:16 * (i + 1)])
         return out
 
     def _conv_relu(self, x, w, b, fused):
@@ -130,14 +147,12 @@ class TorchCudaRunner(Runner):
     name = "torch-cuda"
     on_device = True
 
-    def __init__(self, params, precision: str = "fp32", cuda_graphs: bool = True, device: int = 0,
-                 tf32_features: bool = False):
+    def __init__(self, params, precision: str = "fp32", cuda_graphs: bool = True, device: int = 0):
         if params is None:
             raise BackendError("the torch-cuda backend needs checkpoint parameters (--weights)")
         if precision not in ("fp32", "fp16"):
             raise BackendError(f"unsupported precision '{precision}' (fp32 or fp16)")
         self.params, self.precision, self.cuda_graphs, self.device = params, precision, cuda_graphs, device
-        self.tf32_features = tf32_features
         self.net = None
         self._shapes: dict[tuple, dict] = {}
         self._current = None
@@ -156,7 +171,7 @@ class TorchCudaRunner(Runner):
         torch.backends.cuda.matmul.allow_tf32 = False
         lib = K.KernelLibrary.load("cuda")
         dtype = torch.float16 if self.precision == "fp16" else torch.float32
-        self.net = CudaGacn(self.params, lib, dtype, torch, tf32_features=self.tf32_features)
+        self.net = CudaGacn(self.params, lib, dtype, torch)
         log.info("torch-cuda runner on %s (%s)", torch.cuda.get_device_name(self.device), self.precision)
 
     def io(self, k: int, h: int, w: int) -> tuple[int, int, int]:
