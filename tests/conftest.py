@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -61,3 +62,20 @@ def golden(data_dir):
                            read_image(data_dir / "golden" / f"{name}_fused.png"), maps["decision"], maps["mask"])
         return cache[name]
     return get
+
+
+@pytest.fixture(scope="session")
+def cpu():
+    """The CPU twin of the kernel library, built with CMake on first use (as CI does)."""
+    from engine import kernels as K
+    from engine.errors import BackendError
+    try:
+        lib = K.KernelLibrary.load("cpu")
+    except BackendError:
+        compilers = (os.environ.get("CXX", ""), "c++", "g++", "clang++")
+        if shutil.which("cmake") is None or not any(shutil.which(c) for c in compilers if c):
+            pytest.skip("no cmake or C++ compiler: cannot build the kernel libraries")
+        K.build()
+        lib = K.KernelLibrary.load("cpu")
+    assert lib.backend == "cpu" and lib.abi_version == K.ABI_VERSION
+    return lib

@@ -77,13 +77,12 @@ class HostDeviceRunner(OnnxRuntimeRunner):
 
 
 @pytest.fixture()
-def host_device(monkeypatch, params):
+def host_device(monkeypatch, params, cpu):
     monkeypatch.setattr(cuda, "DeviceBuffer", HostBuffer)
     monkeypatch.setattr(cuda, "PinnedBuffer", HostBuffer)
     monkeypatch.setattr(cuda, "Stream", HostStream)
     monkeypatch.setattr(cuda, "Event", HostEvent)
     monkeypatch.setattr(cuda, "copy_async", host_copy)
-    cpu = K.KernelLibrary.load("cpu")
     monkeypatch.setattr(K.KernelLibrary, "load", classmethod(lambda cls, kind="cuda": cpu))
     from engine.device_pipeline import DevicePipeline
     pipe = DevicePipeline(HostDeviceRunner(params=params))

@@ -5,16 +5,15 @@ import numpy as np
 import pytest
 
 from conftest import golden_names
-from engine import kernels as K
 from engine import metrics, preprocess
 
 torch = pytest.importorskip("torch")
 
 
 @pytest.fixture(scope="module")
-def net(params):
+def net(params, cpu):
     from engine.backends.torch_cuda import CudaGacn
-    return CudaGacn(params, K.KernelLibrary.load("cpu"), torch.float32, torch, device="cpu")
+    return CudaGacn(params, cpu, torch.float32, torch, device="cpu")
 
 
 @pytest.mark.parametrize("name", [golden_names()[0], "gray_mwg_clock", "color_tid_t5"])
