@@ -112,18 +112,20 @@ def run_pairs_dir(args) -> int:
         except GacnError as e:
             return name, None, None, e
 
+    written = 0
     with _make_fuser(args) as fuser, _progress(len(complete), "pairs", args.quiet) as bar:
         for name, a, b, err in prefetch(load, complete):
             try:
                 if err:
                     raise err
                 write_image(out / f"{name}.png", fuser.fuse(a, b).fused)
+                written += 1
             except InputError as e:
                 failed.append(f"{name}: {e}")
             bar.update()
     for msg in failed:
         print(f"gacn-fuse: error: {msg}", file=sys.stderr)
-    log.info("%d of %d pairs fused into %s", len(complete) - len([f for f in failed if 'missing' not in f]), len(groups), out)
+    log.info("%d of %d pairs fused into %s", written, len(groups), out)
     return EXIT_BAD_INPUT if failed else 0
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-BN_EPS = 1e-5
+from export.spec import BN_EPS
 
 
 def bn_affine(params: dict[str, np.ndarray], blk: str) -> tuple[np.ndarray, np.ndarray]:

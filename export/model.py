@@ -16,20 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from export.checkpoint import CONV_BLOCKS, SSE_CHANNELS, load_gacn
-
-BN_EPS = 1e-5
-SHARPNESS = 1000.0        # sigmoid(1000 * x) in spec sections 4 and 5
-ACTIVITY_RADIUS = 5       # 11x11 box sum
-GAUSS_RADIUS, GAUSS_SIGMA = 4, 8.0
-GF_RADIUS, GF_EPS = 3, 0.1
-THRESH_HIGH, THRESH_LOW = 0.8, 0.1
-
-
-def gaussian_taps() -> np.ndarray:
-    """1-D taps whose outer product is the spec's normalised 9x9 Gaussian (it is separable)."""
-    x = np.arange(-GAUSS_RADIUS, GAUSS_RADIUS + 1, dtype=np.float64)
-    g = np.exp(-x * x / (2 * GAUSS_SIGMA ** 2))
-    return g / g.sum()
+from export.spec import (ACTIVITY_RADIUS, BN_EPS, GAUSS_RADIUS, GF_EPS, GF_RADIUS, SHARPNESS, THRESH_HIGH,
+                         THRESH_LOW, gaussian_taps)
 
 
 class ConvBlock(nn.Module):

@@ -22,23 +22,13 @@ from onnx import TensorProto, helper, numpy_helper
 
 from export.checkpoint import CONV_BLOCKS
 from export.folding import fold_conv_block
+from export.spec import (ACTIVITY_RADIUS, GAUSS_RADIUS, GF_EPS, GF_RADIUS, SHARPNESS, THRESH_HIGH, THRESH_LOW,
+                         gaussian_taps)
 
 OPSET = 17  # ReduceMean takes axes as an attribute up to opset 17
 GRAPH_VERSION = "1"
 SPEC_SECTIONS = "2,3,4,5,6"
-SHARPNESS = 1000.0
-ACTIVITY_RADIUS = 5
-GAUSS_RADIUS, GAUSS_SIGMA = 4, 8.0
-GF_RADIUS, GF_EPS = 3, 0.1
-THRESH_HIGH, THRESH_LOW = 0.8, 0.1
 PLUGIN_DOMAIN = "ai.onnx.contrib"   # where ONNX Runtime finds custom ops; TensorRT matches op_type
-
-
-def gaussian_taps() -> np.ndarray:
-    """1-D taps whose outer product is the spec's normalised 9x9 Gaussian (sigma 8)."""
-    x = np.arange(-GAUSS_RADIUS, GAUSS_RADIUS + 1, dtype=np.float64)
-    g = np.exp(-x * x / (2 * GAUSS_SIGMA ** 2))
-    return g / g.sum()
 
 
 class _Builder:
@@ -219,7 +209,8 @@ class GacnGraph:
         one = b.const(1.0)
         d = b.op("Sigmoid", [b.op("Mul", [d4, b.const(SHARPNESS)])], "d")
         g = gaussian_taps().astype(np.float32)
-        bl = self.conv(self.conv(d, g.reshape(1, 1, 1, -1), pad=(0, 4, 0, 4)), g.reshape(1, 1, -1, 1), pad=(4, 0, 4, 0), hint="bl")
+        r = GAUSS_RADIUS
+        bl = self.conv(self.conv(d, g.reshape(1, 1, 1, -1), pad=(0, r, 0, r)), g.reshape(1, 1, -1, 1), pad=(r, 0, r, 0), hint="bl")
         m1 = b.op("Cast", [b.op("Greater", [bl, b.const(THRESH_HIGH)])], to=TensorProto.FLOAT)
         m2 = b.op("Cast", [b.op("Less", [bl, b.const(THRESH_LOW)])], to=TensorProto.FLOAT)
         m3 = b.op("Add", [b.op("Mul", [m1, bl]), b.op("Mul", [m2, b.op("Sub", [one, bl])])])
