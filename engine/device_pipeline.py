@@ -194,18 +194,18 @@ class DevicePipeline:
         """One after another: the running result is float, so its blend stays on the host."""
         h, w = frame0.shape[:2]
         acc = Sequential(frame0)
-        pin = cuda.PinnedBuffer(8 * h * w)
+        pin_luma, pin_mask = cuda.PinnedBuffer(8 * h * w), cuda.PinnedBuffer(4 * h * w)
         n = 1
         for i, frame in enumerate(frames, start=1):
             frame = check(frame, i)
             luma, _, m = self.runner.io(2, h, w)
-            planes = pin.view((2, h, w), np.float32)
+            planes = pin_luma.view((2, h, w), np.float32)
             planes[0], planes[1] = acc.luma(), preprocess.luma(frame)
-            cuda.copy_async(luma, pin.ptr, 8 * h * w, self.compute, "h2d")
+            cuda.copy_async(luma, pin_luma.ptr, 8 * h * w, self.compute, "h2d")
             self.runner.enqueue(self.compute)
-            cuda.copy_async(pin.ptr, m, 4 * h * w, self.compute, "d2h")
+            cuda.copy_async(pin_mask.ptr, m, 4 * h * w, self.compute, "d2h")
             self.compute.synchronize()
-            acc.update(planes[0].copy(), frame, i)
+            acc.update(pin_mask.view((h, w), np.float32).copy(), frame, i)
             n += 1
         if n < 2:
             raise InputError("a focus stack needs at least 2 frames, got 1")
