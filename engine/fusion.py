@@ -125,7 +125,7 @@ class Fuser:
         self.backend = resolve_backend(backend, engine)
         params = None
         if self.backend != "tensorrt" and onnx is None:
-            from export.checkpoint import load_gacn
+            from engine.checkpoint import load_gacn
             params = load_gacn(resolve_weights(weights))
         options = {"threads": threads} if self.backend == "onnxruntime" else {}
         runner = create_runner(self.backend, params=params, onnx_path=onnx, engine_path=engine,

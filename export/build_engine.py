@@ -49,7 +49,7 @@ def onnx_metadata(path: Path) -> dict:
 def build(args) -> dict:
     from engine.backends.tensorrt import import_tensorrt, load_plugins
     from engine import cuda
-    from export.checkpoint import sha256_of
+    from engine.checkpoint import sha256_of
 
     trt = import_tensorrt()
     meta = onnx_metadata(args.onnx)

@@ -4,7 +4,7 @@
     python export/export_onnx.py --weights GACN.pkl -o gacn_trt_fp16.onnx --plugins --fp16
 
 I/O: ``luma`` [K,1,H,W] float32 (frame 0 = source A) -> ``decision``, ``mask`` [K-1,1,H,W]
-float32; H, W and K are dynamic. See export/onnx_graph.py for why this split is fastest.
+float32; H, W and K are dynamic. See engine/onnx_graph.py for why this split is fastest.
 """
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ import onnx  # noqa: E402
 
 from engine.errors import GacnError  # noqa: E402
 from engine.imageio import write_bytes_atomic  # noqa: E402
-from export.checkpoint import load_gacn, sha256_of  # noqa: E402
-from export.onnx_graph import build_model  # noqa: E402
+from engine.checkpoint import load_gacn, sha256_of  # noqa: E402
+from engine.onnx_graph import build_model  # noqa: E402
 
 log = logging.getLogger("export_onnx")
 

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from export.checkpoint import CONV_BLOCKS, SSE_CHANNELS, load_gacn
-from export.spec import (ACTIVITY_RADIUS, BN_EPS, GAUSS_RADIUS, GF_EPS, GF_RADIUS, SHARPNESS, THRESH_HIGH,
+from engine.checkpoint import CONV_BLOCKS, SSE_CHANNELS, load_gacn
+from engine.spec import (ACTIVITY_RADIUS, BN_EPS, GAUSS_RADIUS, GF_EPS, GF_RADIUS, SHARPNESS, THRESH_HIGH,
                          THRESH_LOW, gaussian_taps)
 
 

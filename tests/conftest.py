@@ -30,7 +30,7 @@ def weights(data_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def params(weights):
-    from export.checkpoint import load_gacn
+    from engine.checkpoint import load_gacn
     return load_gacn(weights)
 
 

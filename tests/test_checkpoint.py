@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from engine.errors import CheckpointError
-from export.checkpoint import expected_shapes, load_gacn, read_state_dict, sha256_of
+from engine.checkpoint import expected_shapes, load_gacn, read_state_dict, sha256_of
 
 OFFICIAL_SHA256 = "08c4c30ebb3fc9050ab9423e2d8c6c70a8c2e95141426f263814ed45727ac352"
 

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import REPO
 from engine import preprocess
-from export.onnx_graph import OPSET
+from engine.onnx_graph import OPSET
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,7 @@ def exported(weights, tmp_path_factory):
 
 
 def test_portable_graph_is_standard_and_dynamic(exported, weights):
-    from export.checkpoint import sha256_of
+    from engine.checkpoint import sha256_of
     model = onnx.load(exported)
     onnx.checker.check_model(model, full_check=True)
     onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
@@ -65,7 +65,7 @@ def test_batched_reference_equals_pairs(ort_fuser, golden):
 
 @pytest.mark.parametrize("fp16", [False, True])
 def test_plugin_graph_types(params, fp16):
-    from export.onnx_graph import build_model
+    from engine.onnx_graph import build_model
     model = build_model(params, plugins=True, fp16=fp16)
     onnx.checker.check_model(model)
     inferred = onnx.shape_inference.infer_shapes(model)

@@ -12,7 +12,7 @@ pytest.importorskip("onnxruntime_extensions")
 @pytest.fixture(scope="module")
 def session(params, cpu):
     from engine.ort_plugins import plugin_session
-    from export.onnx_graph import build_model
+    from engine.onnx_graph import build_model
     return plugin_session(build_model(params, plugins=True).SerializeToString())
 
 

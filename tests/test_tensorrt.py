@@ -72,7 +72,7 @@ def test_hardware_compatible_engine():
 def test_onnx_for_build_must_be_the_plugin_graph(params, tmp_path):
     import export.build_engine as be
     from engine.errors import GacnError
-    from export.onnx_graph import build_model
+    from engine.onnx_graph import build_model
     p = tmp_path / "portable.onnx"
     p.write_bytes(build_model(params).SerializeToString())
     with pytest.raises(GacnError, match="--plugins"):
@@ -87,7 +87,7 @@ def test_fp16_engine_matches_golden(params, tmp_path, golden):
     """Build the FP16 plugin engine and hold it to the FP16 tolerances on every golden pair."""
     from conftest import golden_names
     from engine import Fuser, metrics
-    from export.onnx_graph import build_model
+    from engine.onnx_graph import build_model
     onnx_path, plan = tmp_path / "g.onnx", tmp_path / "g.plan"
     onnx_path.write_bytes(build_model(params, plugins=True, fp16=True).SerializeToString())
     r = subprocess.run([sys.executable, str(REPO / "export" / "build_engine.py"), "--onnx", str(onnx_path), "-o", str(plan),

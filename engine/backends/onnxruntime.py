@@ -27,7 +27,7 @@ def graph_bytes(params=None, onnx_path=None) -> bytes:
             raise CheckpointError(f"{onnx_path}: this graph holds TensorRT plugin nodes; export the portable graph "
                                   "(without --plugins) for ONNX Runtime")
         return model.SerializeToString()
-    from export.onnx_graph import build_model
+    from engine.onnx_graph import build_model
     return build_model(params).SerializeToString()
 
 

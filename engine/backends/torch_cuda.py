@@ -32,7 +32,7 @@ class CudaGacn:
     """
 
     def __init__(self, params: dict[str, np.ndarray], lib: K.KernelLibrary, dtype, torch, device: str = "cuda"):
-        from export.folding import fold_conv_block
+        from engine.folding import fold_conv_block
         self.t, self.lib, self.dtype = torch, lib, dtype
         self.on_gpu = device == "cuda"  # "cpu" with the CPU kernel library: how CI checks this class
         self.kdtype = K.F16 if dtype == torch.float16 else K.F32

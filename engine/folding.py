@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from export.spec import BN_EPS
+from engine.spec import BN_EPS
 
 
 def bn_affine(params: dict[str, np.ndarray], blk: str) -> tuple[np.ndarray, np.ndarray]:

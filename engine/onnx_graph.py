@@ -20,9 +20,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from export.checkpoint import CONV_BLOCKS
-from export.folding import fold_conv_block
-from export.spec import (ACTIVITY_RADIUS, GAUSS_RADIUS, GF_EPS, GF_RADIUS, SHARPNESS, THRESH_HIGH, THRESH_LOW,
+from engine.checkpoint import CONV_BLOCKS
+from engine.folding import fold_conv_block
+from engine.spec import (ACTIVITY_RADIUS, GAUSS_RADIUS, GF_EPS, GF_RADIUS, SHARPNESS, THRESH_HIGH, THRESH_LOW,
                          gaussian_taps)
 
 OPSET = 17  # ReduceMean takes axes as an attribute up to opset 17
