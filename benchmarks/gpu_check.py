@@ -100,7 +100,7 @@ def whole_path(results, data, weights):
     base = Baseline(weights, "cuda")
     for precision in ("fp16", "fp32"):
         with Fuser("torch-cuda", weights=weights, precision=precision) as f:
-            runner = f.pipeline.runner
+            runner = f.pipeline.ex.runner
             for h, w in SIZES:
                 a, b = test_pair(h, w)
                 torch.cuda.synchronize()
@@ -110,8 +110,8 @@ def whole_path(results, data, weights):
                     f.fuse(a, b)
                 peak = (torch.cuda.max_memory_allocated() - before) / 2**30
                 e2e = [f.fuse(a, b).timings for _ in range(10)]
-                runner.io(2, h, w)  # luma still holds this pair: time the network alone on its stream
-                stream = f.pipeline.compute
+                runner.bind("whole", 2, h, w)  # luma still holds this pair: time the network alone on its stream
+                stream = f.pipeline.ex.compute
                 with torch.cuda.stream(torch.cuda.ExternalStream(int(stream))):
                     net_ms = cuda_ms(torch, lambda: runner.enqueue(stream), 3, 10)
                 row = {"precision": precision, "size": f"{w}x{h}", "network_ms": net_ms,

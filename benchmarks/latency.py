@@ -91,7 +91,7 @@ def run_case(fuser, backend, size, args) -> dict:
            "size": f"{size[0]}x{size[1]}", "megapixels": size[0] * size[1] / 1e6}
     lat = timed(lambda: fuser.fuse(a, b), args.warmup, args.runs)
     row.update({f"latency_{k}" if k != "throughput" else k: v for k, v in summarise(lat).items()})
-    if fuser.pipeline.runner.on_device:
+    if fuser.pipeline.ex.on_device:
         phases = [fuser.fuse(a, b).timings for _ in range(max(3, args.runs // 2))]
         for k in ("h2d", "compute", "d2h"):
             row[f"{k}_ms"] = statistics.median(p[k] for p in phases)

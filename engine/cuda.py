@@ -87,9 +87,22 @@ class PinnedBuffer:
 
 
 class Stream:
+    """A non-blocking stream, destroyed by ``close`` (or when collected)."""
+
     def __init__(self):
         _require()
         self.handle = check(cudart.cudaStreamCreateWithFlags(cudart.cudaStreamNonBlocking), "cudaStreamCreate")
+
+    def close(self):
+        if self.handle is not None:
+            check(cudart.cudaStreamDestroy(self.handle), "cudaStreamDestroy")
+            self.handle = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
 
     def __int__(self):
         return int(self.handle)
@@ -102,10 +115,23 @@ class Stream:
 
 
 class Event:
+    """A CUDA event, destroyed by ``close`` (or when collected)."""
+
     def __init__(self, timing: bool = True):
         _require()
         flags = cudart.cudaEventDefault if timing else cudart.cudaEventDisableTiming
         self.handle = check(cudart.cudaEventCreateWithFlags(flags), "cudaEventCreate")
+
+    def close(self):
+        if self.handle is not None:
+            check(cudart.cudaEventDestroy(self.handle), "cudaEventDestroy")
+            self.handle = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
 
     def record(self, stream):
         """Record on a Stream, or on a raw stream handle (an int from another library)."""
@@ -126,16 +152,42 @@ class Event:
         return float(check(cudart.cudaEventElapsedTime(since.handle, self.handle), "cudaEventElapsedTime"))
 
 
+def _kind(kind: str):
+    return {"h2d": cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, "d2h": cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost,
+            "d2d": cudart.cudaMemcpyKind.cudaMemcpyDeviceToDevice}[kind]
+
+
 def copy_async(dst: int, src: int, nbytes: int, stream: Stream, kind: str):
-    kinds = {"h2d": cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, "d2h": cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost,
-             "d2d": cudart.cudaMemcpyKind.cudaMemcpyDeviceToDevice}
-    check(cudart.cudaMemcpyAsync(dst, src, int(nbytes), kinds[kind], stream.handle), f"cudaMemcpyAsync({kind})")
+    check(cudart.cudaMemcpyAsync(dst, src, int(nbytes), _kind(kind), stream.handle), f"cudaMemcpyAsync({kind})")
+
+
+def copy_2d_async(dst: int, dst_pitch: int, src: int, src_pitch: int, width_bytes: int, rows: int, stream: Stream,
+                  kind: str):
+    """Copy ``rows`` rows of ``width_bytes`` between pitched buffers (a window of a plane)."""
+    check(cudart.cudaMemcpy2DAsync(dst, int(dst_pitch), src, int(src_pitch), int(width_bytes), int(rows), _kind(kind),
+                                   stream.handle), f"cudaMemcpy2DAsync({kind})")
+
+
+def mem_info() -> tuple[int, int]:
+    """(free, total) bytes of the current device."""
+    _require()
+    free, total = check(cudart.cudaMemGetInfo(), "cudaMemGetInfo")
+    return int(free), int(total)
+
+
+class _Handle:
+    """A raw stream handle from another library, where a Stream is expected."""
+
+    def __init__(self, handle):
+        self.handle = handle
 
 
 class Graph:
     """One captured sequence of stream work, replayed with a single launch."""
 
-    def __init__(self, stream: Stream, enqueue):
+    def __init__(self, stream, enqueue):
+        self._exec = self._graph = None
+        stream = stream if isinstance(stream, Stream) else _Handle(stream)
         check(cudart.cudaStreamBeginCapture(stream.handle, cudart.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal),
               "cudaStreamBeginCapture")
         try:
@@ -145,8 +197,21 @@ class Graph:
         self._graph = graph
         self._exec = check(cudart.cudaGraphInstantiate(graph, 0), "cudaGraphInstantiate")
 
-    def launch(self, stream: Stream):
-        check(cudart.cudaGraphLaunch(self._exec, stream.handle), "cudaGraphLaunch")
+    def launch(self, stream):
+        check(cudart.cudaGraphLaunch(self._exec, stream.handle if isinstance(stream, Stream) else stream),
+              "cudaGraphLaunch")
+
+    def close(self):
+        if self._exec is not None:
+            check(cudart.cudaGraphExecDestroy(self._exec), "cudaGraphExecDestroy")
+            check(cudart.cudaGraphDestroy(self._graph), "cudaGraphDestroy")
+            self._exec = self._graph = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
 
 
 def device_array_pointer(obj, stream: "Stream | None" = None):

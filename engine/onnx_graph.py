@@ -6,10 +6,17 @@ for speed: both sources through feature extraction as one batch, one box sum of
 (G_A - G_B), separable box and Gaussian filters, shifts by Pad+Slice, BatchNorm scales
 folded into the convolution before the ReLU where they are positive.
 
-I/O (float32, dynamic K, H, W):
-  ``luma``     [K, 1, H, W]  luma planes, frame 0 is the reference A, frames 1.. are B
-  ``decision`` [K-1, 1, H, W] D for each pair (0, k)  (spec section 5)
-  ``mask``     [K-1, 1, H, W] M for each pair (0, k)  (spec section 6)
+Variants (``VARIANTS``), all float32 with dynamic K, H, W:
+- ``whole``: ``luma`` [K,1,H,W] (frame 0 is the reference A, frames 1.. are B) ->
+  ``decision`` [K-1,1,H,W] (D of each pair (0, k), spec section 5) and ``mask`` [K-1,1,H,W]
+  (M, section 6). The CSE means are taken over the whole input: exact for a whole frame.
+- ``tile``: ``luma`` and ``cse`` [K,64,1,1] (the CSE scales s_0..s_3 of each frame, 16 each,
+  computed over the whole frame by the ``sums`` passes) -> ``decision``, ``mask``: a window of
+  a larger frame (engine.tiling), exact in its core.
+- ``sums`` of block k (0..3): ``luma``, ``cse`` [K,16k,1,1] (s_0..s_{k-1}; absent for k = 0) and
+  ``colmask`` [1,1,1,W] (1 on the columns to count, 0 elsewhere) -> ``sums`` [K,16,H], the row
+  sums of block k's output u_k (before its CSE) over the masked columns; the runtime adds the
+  rows of the tile's core in float64 to get the whole frame's means pass by pass.
 Colour conversion (section 1), the blend and rounding (section 7) and stack selection
 (section 8) stay outside: they are cheap elementwise work that the runtime does on the
 uint8 planes it already holds.
@@ -26,7 +33,10 @@ from engine.spec import (ACTIVITY_RADIUS, GAUSS_RADIUS, GF_EPS, GF_RADIUS, SHARP
                          gaussian_taps)
 
 OPSET = 17  # ReduceMean takes axes as an attribute up to opset 17
-GRAPH_VERSION = "1"
+GRAPH_VERSION = "2"
+VARIANTS = ("whole", "tile", "sums")
+CSE_BLOCKS = 4          # feature blocks with a channel SE (spec section 3)
+CSE_CHANNELS = 16
 SPEC_SECTIONS = "2,3,4,5,6"
 PLUGIN_DOMAIN = "ai.onnx.contrib"   # where ONNX Runtime finds custom ops; TensorRT matches op_type
 
@@ -141,16 +151,27 @@ class GacnGraph:
                               b.const([axis], "ax", np.int64)])
 
     # -- the network ---------------------------------------------------------------------------
-    def features(self, y):
-        """Spec section 3, always float32 (see the class docstring)."""
-        blocks, f32 = list(CONV_BLOCKS)[:4], np.float32
-        f0 = self.channel_se(self.conv_block(y, blocks[0], f32), 0)
-        f1 = self.channel_se(self.conv_block(f0, blocks[1], f32), 1)
-        c01 = self.b.op("Concat", [f0, f1], axis=1)
-        f2 = self.channel_se(self.conv_block(c01, blocks[2], f32), 2)
-        c012 = self.b.op("Concat", [c01, f2], axis=1)
-        f3 = self.channel_se(self.conv_block(c012, blocks[3], f32), 3)
-        return self.b.op("Concat", [c012, f3], "features", axis=1)
+    def features(self, y, cse=None, until=None):
+        """Spec section 3, always float32 (see the class docstring).
+
+        ``cse``: the name of an input holding every frame's CSE scales [K,16*i,1,1] in place of
+        the in-graph means (tiled execution). ``until`` = k stops at block k's output u_k, before
+        its CSE (the ``sums`` variant)."""
+        blocks, f32, b = list(CONV_BLOCKS)[:CSE_BLOCKS], np.float32, self.b
+        parts: list[str] = []
+        x = y
+        for i, blk in enumerate(blocks):
+            u = self.conv_block(x, blk, f32)
+            if i == until:
+                return u
+            if cse is None:
+                f = self.channel_se(u, i)
+            else:
+                scale = self.slice(cse, CSE_CHANNELS * i, CSE_CHANNELS * (i + 1), 1)
+                f = b.op("Mul", [u, scale], f"cse{i}")
+            parts.append(f)
+            x = f if i == 0 else b.op("Concat", list(parts), axis=1)
+        return b.op("Identity", [x], "features")
 
     def activity(self, feats):
         fa, fb = self.slice(feats, 0, 1, 0), self.slice(feats, 1, 2 ** 62, 0)
@@ -235,33 +256,50 @@ class GacnGraph:
 
 
 def build_model(params: dict[str, np.ndarray], *, plugins: bool = False, fp16: bool = False,
+                variant: str = "whole", block: int | None = None,
                 metadata: dict[str, str] | None = None) -> onnx.ModelProto:
-    """The full GACN graph (see module docstring for I/O)."""
-    g = GacnGraph(params, plugins=plugins, fp16=fp16)
+    """One GACN graph variant (see the module docstring for I/O); ``block`` is the sums pass."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown graph variant {variant!r}; expected one of {VARIANTS}")
+    if (variant == "sums") != (block is not None) or (block is not None and not 0 <= block < CSE_BLOCKS):
+        raise ValueError("the sums variant takes block = 0..3, the others none")
+    g = GacnGraph(params, plugins=plugins and variant != "sums", fp16=fp16 and variant != "sums")
     b = g.b
-    luma = "luma"
-    feats = g.features(luma)
-    bm = g.activity(feats)
-    d4 = g.decision_logits(bm)
-    ya, yb = g.slice(luma, 0, 1, 0), g.slice(luma, 1, 2 ** 62, 0)
-    d, m = g.boundary_refine(d4, ya, yb)
-    b.nodes.append(helper.make_node("Identity", [d], ["decision"], name="out_decision"))
-    b.nodes.append(helper.make_node("Identity", [m], ["mask"], name="out_mask"))
-    graph = helper.make_graph(
-        b.nodes, "gacn",
-        [helper.make_tensor_value_info("luma", TensorProto.FLOAT, ["frames", 1, "height", "width"])],
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["pairs", 1, "height", "width"]) for n in ("decision", "mask")],
-        initializer=b.inits,
-        value_info=g.value_info,
-    )
+    f32 = TensorProto.FLOAT
+    inputs = [helper.make_tensor_value_info("luma", f32, ["frames", 1, "height", "width"])]
+    cse_channels = CSE_CHANNELS * (CSE_BLOCKS if variant == "tile" else block or 0)
+    cse = None
+    if cse_channels:
+        cse = "cse"
+        inputs.append(helper.make_tensor_value_info(cse, f32, ["frames", cse_channels, 1, 1]))
+    if variant == "sums":
+        inputs.append(helper.make_tensor_value_info("colmask", f32, [1, 1, 1, "width"]))
+        u = g.features("luma", cse, until=block)
+        sums = b.op("ReduceSum", [b.op("Mul", [u, "colmask"]), b.const([3], "axes", np.int64)], keepdims=0)
+        b.nodes.append(helper.make_node("Identity", [sums], ["sums"], name="out_sums"))
+        outputs = [helper.make_tensor_value_info("sums", f32, ["frames", CSE_CHANNELS, "height"])]
+    else:
+        feats = g.features("luma", cse)
+        bm = g.activity(feats)
+        d4 = g.decision_logits(bm)
+        ya, yb = g.slice("luma", 0, 1, 0), g.slice("luma", 1, 2 ** 62, 0)
+        d, m = g.boundary_refine(d4, ya, yb)
+        b.nodes.append(helper.make_node("Identity", [d], ["decision"], name="out_decision"))
+        b.nodes.append(helper.make_node("Identity", [m], ["mask"], name="out_mask"))
+        outputs = [helper.make_tensor_value_info(n, f32, ["pairs", 1, "height", "width"]) for n in ("decision", "mask")]
+    graph = helper.make_graph(b.nodes, "gacn", inputs, outputs, initializer=b.inits, value_info=g.value_info)
     opsets = [helper.make_opsetid("", OPSET)]
-    if plugins:
+    if g.plugins:
         opsets.append(helper.make_opsetid(PLUGIN_DOMAIN, 1))
     model = helper.make_model(graph, opset_imports=opsets, producer_name="gacn-engine", producer_version=GRAPH_VERSION)
     model.ir_version = 8
-    meta = {"gacn.graph_version": GRAPH_VERSION, "gacn.spec_sections": SPEC_SECTIONS,
-            "gacn.io": "luma[K,1,H,W] float32 (frame 0 = A) -> decision, mask [K-1,1,H,W]",
-            "gacn.plugins": "1" if plugins else "0", "gacn.precision": "fp16" if fp16 else "fp32", **(metadata or {})}
+    io = {"whole": "luma[K,1,H,W] float32 (frame 0 = A) -> decision, mask [K-1,1,H,W]",
+          "tile": "luma[K,1,H,W], cse[K,64,1,1] -> decision, mask [K-1,1,H,W]",
+          "sums": f"luma[K,1,H,W], cse[K,{cse_channels},1,1], colmask[1,1,1,W] -> sums[K,16,H] of block {block}"}
+    meta = {"gacn.graph_version": GRAPH_VERSION, "gacn.spec_sections": SPEC_SECTIONS, "gacn.io": io[variant],
+            "gacn.variant": variant if block is None else f"sums{block}",
+            "gacn.plugins": "1" if g.plugins else "0", "gacn.precision": "fp16" if g.wtype == np.float16 else "fp32",
+            **(metadata or {})}
     for k, v in meta.items():
         model.metadata_props.add(key=k, value=str(v))
     return model

@@ -4,6 +4,9 @@ from __future__ import annotations
 import ctypes.util
 import importlib.util
 import logging
+from typing import Protocol, runtime_checkable
+
+import numpy as np
 
 from engine.errors import BackendError
 
@@ -12,27 +15,71 @@ log = logging.getLogger(__name__)
 BACKENDS = ("onnxruntime", "torch-cuda", "tensorrt")
 
 
-class Runner:
-    """Polygraphy-style runner: ``activate`` loads, ``infer`` runs, ``deactivate`` frees."""
+VARIANTS = ("whole", "tile", "sums0", "sums1", "sums2", "sums3")
+"""What a runner can run (engine/onnx_graph.py documents each one's tensors):
+``whole`` (luma -> decision, mask, CSE means in the network), ``tile`` (luma, cse -> decision,
+mask) and ``sums<k>`` (luma, cse of blocks < k, colmask -> sums of block k's output)."""
 
-    name = "runner"
-    on_device = False  # True: infer() reads and writes device memory
 
-    def activate(self) -> None:
-        raise NotImplementedError
+@runtime_checkable
+class HostRunner(Protocol):
+    """A runner whose tensors are numpy arrays in host memory (ONNX Runtime).
 
-    def infer(self, luma):
-        raise NotImplementedError
+    Polygraphy's shape: ``activate`` loads, the calls run synchronously, ``deactivate`` frees.
+    """
 
-    def deactivate(self) -> None:
-        pass
+    name: str
+    on_device: bool                       # False
+    cse_weights: list | None              # (fc1, fc2) of the four CSEs; None: cannot tile
 
-    def __enter__(self):
-        self.activate()
-        return self
+    def activate(self) -> None: ...
 
-    def __exit__(self, *exc):
-        self.deactivate()
+    def infer(self, luma: np.ndarray, cse: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """D, M [K-1,1,H,W] float32 for luma [K,1,H,W]; ``cse`` [K,64,1,1]: the ``tile`` variant."""
+
+    def block_sums(self, block: int, luma: np.ndarray, cse: np.ndarray | None, colmask: np.ndarray) -> np.ndarray:
+        """``sums<block>``: row sums [K,16,H] float32 of u_block over the columns where colmask is 1."""
+
+    def memory(self, variant: str, frames: int, height: int, width: int) -> int:
+        """Working bytes of one run (measured cost model, engine/backends/*.py)."""
+
+    def unsupported(self, variant: str, frames: int, height: int, width: int) -> str | None:
+        """Why this runner cannot run that shape (a profile, a fixed tile), or None."""
+
+    def deactivate(self) -> None: ...
+
+
+@runtime_checkable
+class DeviceRunner(Protocol):
+    """A runner whose tensors live in GPU memory (PyTorch-CUDA, TensorRT).
+
+    ``bind`` returns the device pointers of a variant's tensors for a shape (valid until the next
+    ``bind`` of another shape); the executor fills the inputs with stream-ordered copies, calls
+    ``enqueue`` on its compute stream, and reads the outputs after it. Nothing synchronises.
+    """
+
+    name: str
+    on_device: bool                       # True
+    cse_weights: list | None
+
+    def activate(self) -> None: ...
+
+    def bind(self, variant: str, frames: int, height: int, width: int) -> dict[str, int]:
+        """Device pointers by tensor name (luma, cse, colmask -> decision, mask or sums)."""
+
+    def enqueue(self, stream: int) -> None:
+        """Run the variant last bound, on ``stream`` (a CUDA stream handle)."""
+
+    def memory(self, variant: str, frames: int, height: int, width: int) -> int: ...
+
+    def unsupported(self, variant: str, frames: int, height: int, width: int) -> str | None: ...
+
+    def deactivate(self) -> None: ...
+
+
+def sums_block(variant: str) -> int | None:
+    """k of a ``sums<k>`` variant, None for the others."""
+    return int(variant[4:]) if variant.startswith("sums") else None
 
 
 def _cuda_torch_available() -> bool:
@@ -77,7 +124,8 @@ def resolve_backend(name: str, engine_path=None) -> str:
     return "onnxruntime"
 
 
-def create_runner(backend: str, *, params=None, onnx_path=None, engine_path=None, precision="fp32", **options) -> Runner:
+def create_runner(backend: str, *, params=None, onnx_path=None, engine_path=None, precision="fp32",
+                  **options) -> HostRunner | DeviceRunner:
     """The runner for a resolved backend name (imports its library lazily)."""
     if backend == "onnxruntime":
         from engine.backends.onnxruntime import OnnxRuntimeRunner

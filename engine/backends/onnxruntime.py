@@ -1,4 +1,11 @@
-"""ONNX Runtime runner: the portable graph on the CPU provider (CUDA provider if installed)."""
+"""ONNX Runtime runner: the portable graph and its tiled variants on the CPU provider.
+
+Each variant (engine/backends/base.py) is its own session, made on first use from the
+checkpoint's parameters (engine/onnx_graph.py), or read from an exported file (whole frames
+only: an exported graph carries no tile variants). The CPU memory arena is off: with it, ONNX
+Runtime keeps the high-water mark of every session and roughly doubles the peak (measured:
+5.9 against 3.0 KB per pixel at 520x520), and tiles make every run the same size anyway.
+"""
 from __future__ import annotations
 
 import logging
@@ -6,14 +13,22 @@ import os
 
 import numpy as np
 
-from engine.backends.base import Runner
+from engine.backends.base import sums_block
 from engine.errors import BackendError, CheckpointError
+from engine.tiling import cse_weights
 
 log = logging.getLogger(__name__)
 
+# Working bytes of one run: FIXED + pixels * (PER_PX[variant][0] + frames * PER_PX[variant][1]),
+# peak RSS over the loaded session, measured with benchmarks/memory.py --calibrate (2-core
+# x86-64, onnxruntime 1.32, arena off) and rounded up by 10 %.
+FIXED = 200 << 20
+PER_PX = {"whole": (0, 1400), "tile": (0, 1400), "sums0": (0, 160), "sums1": (0, 300), "sums2": (0, 440),
+          "sums3": (0, 580)}
 
-def graph_bytes(params=None, onnx_path=None) -> bytes:
-    """The serialized GACN graph: built from checkpoint parameters, or read from an exported file."""
+
+def graph_bytes(params=None, onnx_path=None, variant: str = "whole") -> bytes:
+    """A serialized GACN graph variant: built from checkpoint parameters, or read from an exported file."""
     if onnx_path is not None:
         import onnx
         try:
@@ -26,13 +41,19 @@ def graph_bytes(params=None, onnx_path=None) -> bytes:
         if meta.get("gacn.plugins") == "1":
             raise CheckpointError(f"{onnx_path}: this graph holds TensorRT plugin nodes; export the portable graph "
                                   "(without --plugins) for ONNX Runtime")
+        if meta.get("gacn.variant", "whole") != variant:
+            raise CheckpointError(f"{onnx_path}: a '{meta.get('gacn.variant')}' graph, not the '{variant}' one")
         return model.SerializeToString()
     from engine.onnx_graph import build_model
-    return build_model(params).SerializeToString()
+    block = sums_block(variant)
+    return build_model(params, variant="sums" if block is not None else variant, block=block).SerializeToString()
 
 
-class OnnxRuntimeRunner(Runner):
+class OnnxRuntimeRunner:
+    """engine.backends.base.HostRunner on ONNX Runtime."""
+
     name = "onnxruntime"
+    on_device = False
 
     def __init__(self, params=None, onnx_path=None, threads: int | None = None, providers=None):
         if params is None and onnx_path is None:
@@ -40,24 +61,52 @@ class OnnxRuntimeRunner(Runner):
         self._params, self._onnx_path = params, onnx_path
         self._threads = threads
         self._providers = providers
-        self.session = None
+        self.cse_weights = cse_weights(params) if params is not None else None
+        self._sessions: dict[str, object] = {}
 
     def activate(self) -> None:
-        import onnxruntime as ort
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.intra_op_num_threads = self._threads or (os.cpu_count() or 1)
-        opts.log_severity_level = 3
-        available = ort.get_available_providers()
-        providers = self._providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
-        self.session = ort.InferenceSession(graph_bytes(self._params, self._onnx_path), opts, providers=providers)
-        log.info("onnxruntime %s session on %s", ort.__version__, self.session.get_providers()[0])
+        self._session("whole")
 
-    def infer(self, luma: np.ndarray):
-        if self.session is None:
-            self.activate()
-        d, m = self.session.run(["decision", "mask"], {"luma": np.ascontiguousarray(luma, dtype=np.float32)})
+    def _session(self, variant: str):
+        session = self._sessions.get(variant)
+        if session is None:
+            import onnxruntime as ort
+            opts = ort.SessionOptions()
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            opts.intra_op_num_threads = self._threads or (os.cpu_count() or 1)
+            opts.enable_cpu_mem_arena = False
+            opts.log_severity_level = 3
+            available = ort.get_available_providers()
+            providers = self._providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+            source = self._onnx_path if variant == "whole" else None
+            session = ort.InferenceSession(graph_bytes(self._params, source, variant), opts, providers=providers)
+            self._sessions[variant] = session
+            log.debug("onnxruntime %s session '%s' on %s", ort.__version__, variant, session.get_providers()[0])
+        return session
+
+    def infer(self, luma: np.ndarray, cse: np.ndarray | None = None):
+        feeds = {"luma": np.ascontiguousarray(luma, dtype=np.float32)}
+        if cse is not None:
+            feeds["cse"] = np.ascontiguousarray(cse, dtype=np.float32)
+        d, m = self._session("whole" if cse is None else "tile").run(["decision", "mask"], feeds)
         return d, m
 
+    def block_sums(self, block: int, luma: np.ndarray, cse: np.ndarray | None, colmask: np.ndarray) -> np.ndarray:
+        feeds = {"luma": np.ascontiguousarray(luma, dtype=np.float32),
+                 "colmask": np.ascontiguousarray(colmask, dtype=np.float32).reshape(1, 1, 1, -1)}
+        if block:
+            feeds["cse"] = np.ascontiguousarray(cse, dtype=np.float32)
+        return self._session(f"sums{block}").run(["sums"], feeds)[0]
+
+    def memory(self, variant: str, frames: int, height: int, width: int) -> int:
+        base, per_frame = PER_PX[variant]
+        return FIXED + height * width * (base + frames * per_frame)
+
+    def unsupported(self, variant: str, frames: int, height: int, width: int) -> str | None:
+        if variant != "whole" and self.cse_weights is None:
+            return ("an exported graph (--onnx) runs whole frames only; give the checkpoint (--weights) "
+                    "to run frames in tiles")
+        return None
+
     def deactivate(self) -> None:
-        self.session = None
+        self._sessions.clear()

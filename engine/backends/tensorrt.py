@@ -1,9 +1,12 @@
 """TensorRT runner: a plan built by export/build_engine.py, with GACN's plugins.
 
 Refuses an engine built for another GPU or TensorRT version (checked against the JSON sidecar
-that build_engine.py writes), keeps one execution context on the pipeline's compute stream,
-sets the input shape per frame size (checked against the optimisation profile) and replays a
-CUDA graph per shape. Buffers, streams and copies are engine.cuda's, shared with torch-cuda.
+that build_engine.py writes), keeps one execution context per plan on the executor's compute
+stream, sets the input shape per frame size (checked against the optimisation profile) and
+replays a CUDA graph per shape. Two kinds of plan: a whole-frame engine (dynamic H, W within
+its profile), or a tile bundle (``build_engine.py --tile T``: the ``tile`` network for windows
+of up to T x T plus its four ``sums`` passes, engine.tiling), which runs any frame size.
+Buffers, streams and copies are engine.cuda's, shared with torch-cuda.
 """
 from __future__ import annotations
 
@@ -11,8 +14,9 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from engine import cuda
-from engine.backends.base import Runner
 from engine.errors import BackendError
 
 log = logging.getLogger(__name__)
@@ -70,18 +74,100 @@ def check_compatibility(meta: dict, trt_version: str, gpu: str, capability: str)
                            + ". Rebuild it here with export/build_engine.py")
 
 
-class TensorRTRunner(Runner):
+class _Plan:
+    """One deserialized engine, its context, its I/O buffers and captured graphs."""
+
+    def __init__(self, runtime, path: Path, inputs: set[str], outputs: set[str]):
+        trt = import_tensorrt()
+        self.path = path
+        self.engine = runtime.deserialize_cuda_engine(path.read_bytes())
+        if self.engine is None:
+            raise BackendError(f"{path}: TensorRT could not deserialize the engine (see its log above)")
+        names = {self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)}
+        if names != inputs | outputs:
+            raise BackendError(f"{path}: not the GACN engine expected here (I/O tensors {sorted(names)}, "
+                               f"expected {sorted(inputs | outputs)})")
+        for n in names:
+            if self.engine.get_tensor_dtype(n) != trt.float32:
+                raise BackendError(f"{path}: tensor '{n}' is {self.engine.get_tensor_dtype(n)}, expected float32")
+        self.inputs, self.outputs = inputs, outputs
+        self.profile = [tuple(s) for s in self.engine.get_tensor_profile_shape("luma", 0)]
+        self.context = self.engine.create_execution_context()
+        self.buffers: dict[str, cuda.DeviceBuffer] = {}
+        self.graphs: dict[tuple, cuda.Graph] = {}
+        self.runs: dict[tuple, int] = {}
+        self.shape = None
+
+    def outside(self, k: int, h: int, w: int) -> str | None:
+        lo, _, hi = self.profile
+        if all(lo[i] <= v <= hi[i] for i, v in ((0, k), (2, h), (3, w))):
+            return None
+        return (f"{w}x{h} with {k} frames is outside the engine's profile ({lo[3]}x{lo[2]} to {hi[3]}x{hi[2]}, "
+                f"{lo[0]}-{hi[0]} frames); rebuild with export/build_engine.py --min/--max or --tile")
+
+    def shapes(self, k: int, h: int, w: int) -> dict[str, tuple]:
+        all_shapes = {"luma": (k, 1, h, w), "cse": (k, self.engine.get_tensor_shape("cse")[1], 1, 1) if "cse" in self.inputs else None,
+                      "colmask": (1, 1, 1, w), "decision": (k - 1, 1, h, w), "mask": (k - 1, 1, h, w), "sums": (k, 16, h)}
+        return {n: all_shapes[n] for n in self.inputs | self.outputs}
+
+    def bind(self, k: int, h: int, w: int) -> dict[str, int]:
+        shapes = self.shapes(k, h, w)
+        ptrs = {}
+        for name, shape in shapes.items():
+            nbytes = 4 * int(np.prod(shape))
+            buf = self.buffers.get(name)
+            if buf is None or buf.nbytes < nbytes:
+                for g in self.graphs.values():  # captured graphs hold the old addresses
+                    g.close()
+                self.graphs.clear()
+                if buf is not None:
+                    buf.close()
+                buf = self.buffers[name] = cuda.DeviceBuffer(nbytes)
+            ptrs[name] = buf.ptr
+        if self.shape != (k, h, w):
+            for name in self.inputs:
+                if not self.context.set_input_shape(name, shapes[name]):
+                    raise BackendError(f"{self.path}: TensorRT refused the input shape {shapes[name]} of '{name}'")
+            for name, ptr in ptrs.items():
+                self.context.set_tensor_address(name, ptr)
+            self.shape = (k, h, w)
+        return ptrs
+
+    def enqueue(self, stream: int, cuda_graphs: bool) -> None:
+        key = self.shape
+        graph = self.graphs.get(key)
+        if graph is not None:
+            graph.launch(stream)
+            return
+        if not self.context.execute_async_v3(int(stream)):
+            raise BackendError(f"{self.path}: TensorRT execute_async_v3 failed (see its log above)")
+        self.runs[key] = self.runs.get(key, 0) + 1
+        if cuda_graphs and self.runs[key] == 2:  # TensorRT needs one plain run per shape first
+            self.graphs[key] = cuda.Graph(stream, lambda: self.context.execute_async_v3(int(stream)))
+
+    def close(self) -> None:
+        for g in self.graphs.values():
+            g.close()
+        for b in self.buffers.values():
+            b.close()
+        self.graphs.clear()
+        self.buffers.clear()
+        self.context = self.engine = None
+
+
+class TensorRTRunner:
+    """engine.backends.base.DeviceRunner on TensorRT plans."""
+
     name = "tensorrt"
     on_device = True
 
     def __init__(self, engine_path, plugins=None, cuda_graphs: bool = True, **_ignored):
         self.engine_path = Path(engine_path)
         self.plugins, self.cuda_graphs = plugins, cuda_graphs
-        self.engine = self.context = None
-        self._buffers: dict[str, cuda.DeviceBuffer] = {}
-        self._graphs: dict[tuple, object] = {}
-        self._runs: dict[tuple, int] = {}
-        self._shape = None
+        self.plans: dict[str, _Plan] = {}
+        self.cse_weights = None
+        self.tile_side = None
+        self._current: _Plan | None = None
 
     def activate(self) -> None:
         trt = import_tensorrt()
@@ -96,56 +182,51 @@ class TensorRTRunner(Runner):
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.runtime = trt.Runtime(self.logger)
         load_plugins(self.runtime.get_plugin_registry(), self.plugins)
-        self.engine = self.runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
-        if self.engine is None:
-            raise BackendError(f"{self.engine_path}: TensorRT could not deserialize the engine (see its log above)")
-        names = {self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)}
-        if names != {"luma", "decision", "mask"}:
-            raise BackendError(f"{self.engine_path}: not a GACN engine (I/O tensors {sorted(names)})")
-        for n in names:
-            if self.engine.get_tensor_dtype(n) != trt.float32:
-                raise BackendError(f"{self.engine_path}: tensor '{n}' is {self.engine.get_tensor_dtype(n)}, expected float32")
-        self.profile = [tuple(s) for s in self.engine.get_tensor_profile_shape("luma", 0)]
-        self.context = self.engine.create_execution_context()
+        maps = {"decision", "mask"}
+        if meta.get("variant", "whole") == "tile":
+            self.tile_side = int(meta["tile"])
+            self.cse_weights = [(np.array(f1, np.float32), np.array(f2, np.float32)) for f1, f2 in meta["cse_fc"]]
+            self.plans["tile"] = _Plan(self.runtime, self.engine_path, {"luma", "cse"}, maps)
+            for k, name in enumerate(meta["sums_plans"]):
+                inputs = {"luma", "colmask"} | ({"cse"} if k else set())
+                self.plans[f"sums{k}"] = _Plan(self.runtime, self.engine_path.parent / name, inputs, {"sums"})
+        else:
+            self.plans["whole"] = _Plan(self.runtime, self.engine_path, {"luma"}, maps)
         self.meta = meta
-        log.info("TensorRT %s engine %s on %s (profile %s)", trt.__version__, self.engine_path.name, gpu, self.profile)
+        log.info("TensorRT %s engine %s on %s (%s)", trt.__version__, self.engine_path.name, gpu,
+                 f"tiles of {self.tile_side} px" if self.tile_side else f"profile {self.plans['whole'].profile}")
 
-    def _buffer(self, name: str, nbytes: int) -> int:
-        buf = self._buffers.get(name)
-        if buf is None or buf.nbytes < nbytes:
-            self._graphs.clear()  # captured graphs hold the old addresses
-            buf = self._buffers[name] = cuda.DeviceBuffer(nbytes)
-        return buf.ptr
+    def unsupported(self, variant: str, frames: int, height: int, width: int) -> str | None:
+        plan = self.plans.get(variant)
+        if plan is None:
+            if variant == "whole":
+                return f"{self.engine_path.name} is a tile engine ({self.tile_side} px); it runs frames in tiles only"
+            return (f"{self.engine_path.name} runs whole frames only (build a tile engine with "
+                    "export/build_engine.py --tile to run larger frames)")
+        return plan.outside(frames, height, width)
 
-    def io(self, k: int, h: int, w: int) -> tuple[int, int, int]:
-        lo, _, hi = self.profile
-        if not all(lo[i] <= v <= hi[i] for i, v in ((0, k), (2, h), (3, w))):
-            raise BackendError(f"{w}x{h} with {k} frames is outside the engine's profile "
-                               f"({lo[3]}x{lo[2]} to {hi[3]}x{hi[2]}, {lo[0]}-{hi[0]} frames); rebuild with "
-                               "export/build_engine.py --min/--max")
-        ptrs = (self._buffer("luma", 4 * k * h * w), self._buffer("decision", 4 * (k - 1) * h * w),
-                self._buffer("mask", 4 * (k - 1) * h * w))
-        if self._shape != (k, h, w):
-            if not self.context.set_input_shape("luma", (k, 1, h, w)):
-                raise BackendError(f"TensorRT refused the input shape {(k, 1, h, w)}")
-            for name, ptr in zip(("luma", "decision", "mask"), ptrs):
-                self.context.set_tensor_address(name, ptr)
-            self._shape = (k, h, w)
-        return ptrs
+    def bind(self, variant: str, frames: int, height: int, width: int) -> dict[str, int]:
+        reason = self.unsupported(variant, frames, height, width)
+        if reason is not None:
+            raise BackendError(reason)
+        self._current = self.plans[variant]
+        return self._current.bind(frames, height, width)
 
     def enqueue(self, stream) -> None:
-        key = self._shape
-        graph = self._graphs.get(key)
-        if graph is not None:
-            graph.launch(stream)
-            return
-        if not self.context.execute_async_v3(int(stream)):
-            raise BackendError("TensorRT execute_async_v3 failed (see its log above)")
-        self._runs[key] = self._runs.get(key, 0) + 1
-        if self.cuda_graphs and self._runs[key] == 2:  # TensorRT needs one plain run per shape first
-            self._graphs[key] = cuda.Graph(stream, lambda: self.context.execute_async_v3(int(stream)))
+        self._current.enqueue(stream, self.cuda_graphs)
+
+    def memory(self, variant: str, frames: int, height: int, width: int) -> int:
+        """The engine's activation memory (device_memory_size_v2 or device_memory_size, the
+        largest over its profile) plus its I/O tensors."""
+        plan = self.plans.get(variant)
+        if plan is None:
+            return 0
+        engine = plan.engine
+        activations = engine.device_memory_size_v2 if hasattr(engine, "device_memory_size_v2") else engine.device_memory_size
+        io = sum(4 * int(np.prod(s)) for s in plan.shapes(frames, height, width).values())
+        return int(activations) + io
 
     def deactivate(self) -> None:
-        self._graphs.clear()
-        self._buffers.clear()
-        self.context = self.engine = None
+        for plan in self.plans.values():
+            plan.close()
+        self.plans.clear()

@@ -13,8 +13,9 @@ import logging
 import numpy as np
 
 from engine import kernels as K
-from engine.backends.base import Runner
+from engine.backends.base import sums_block
 from engine.errors import BackendError
+from engine.tiling import cse_weights
 
 log = logging.getLogger(__name__)
 
@@ -57,25 +58,45 @@ class CudaGacn:
     def _stream(self) -> int:
         return self.t.cuda.current_stream().cuda_stream if self.on_gpu else 0
 
-    def features(self, y, out):
+    def features(self, y, out, cse=None, until: int | None = None):
         """Spec section 3 for one frame: y [1,1,H,W] float32 -> out [1,64,H,W] float32 (NCHW).
 
         Per block, gacn_conv3x3_c16 computes u = relu(conv(x))*rest + shift and the per-block
         channel sums of u (the CSE mean) in one pass, then u * s lands in the block's channel
         slice of ``out``; the next block reads the slice prefix, so concatenation costs nothing.
-        (3x faster than cuDNN's float32 convolutions, measured on an H200.)"""
+        (3x faster than cuDNN's float32 convolutions, measured on an H200.) ``cse`` [16*k] gives
+        the frame's scales instead (tiled execution, engine.tiling); ``until`` = k returns block
+        k's u_k before its CSE (the sums passes)."""
         t = self.t
         _, _, h, w = y.shape
         u = t.empty((1, 16, h, w), device=y.device, dtype=t.float32)
-        sums = t.empty((1, self.lib.conv3x3_c16_partials(h, w), 16), device=y.device, dtype=t.float32)
+        sums = None
+        if cse is None:
+            sums = t.empty((1, self.lib.conv3x3_c16_partials(h, w), 16), device=y.device, dtype=t.float32)
         for i, (wt, b, bn) in enumerate(self.fe):
             src, cin, stride = (y, 1, h * w) if i == 0 else (out, 16 * i, 64 * h * w)
             self.lib.conv3x3_c16(src.data_ptr(), cin, wt.data_ptr(), b.data_ptr(), bn.data_ptr(), u.data_ptr(),
-                                 sums.data_ptr(), 1, h, w, stride, 16 * h * w, self._stream())
-            fc1, fc2 = self.cse[i]
-            s = t.sigmoid(t.relu((sums.sum(1) / (h * w)) @ fc1.T) @ fc2.T)
+                                 0 if sums is None else sums.data_ptr(), 1, h, w, stride, 16 * h * w, self._stream())
+            if i == until:
+                return u
+            if cse is None:
+                fc1, fc2 = self.cse[i]
+                s = t.sigmoid(t.relu((sums.sum(1) / (h * w)) @ fc1.T) @ fc2.T)
+            else:
+                s = cse[None, 16 * i:16 * (i + 1)]
             t.mul(u, s[:, :, None, None], out=out[:, 16 * i:16 * (i + 1)])
         return out
+
+    def block_sums(self, block: int, luma, cse, colmask):
+        """The ``sums<block>`` variant: row sums [K,16,H] of u_block over the masked columns."""
+        t = self.t
+        k, _, h, w = luma.shape
+        buf = t.empty((1, 64, h, w), device=luma.device, dtype=t.float32)
+        rows = []
+        for j in range(k):
+            u = self.features(luma[j:j + 1], buf, cse[j, :, 0, 0] if block else cse, until=block)
+            rows.append((u[0] * colmask.view(1, 1, w)).sum(dim=2))
+        return t.stack(rows)
 
     def _conv_relu(self, x, w, b):
         """relu(conv3x3(x) + b): one cuDNN call on the GPU (saves the bias and ReLU passes)."""
@@ -93,14 +114,16 @@ class CudaGacn:
                               0, y.data_ptr(), n, c, h, w, self.kdtype, self.klayout, self._stream())
         return y
 
-    def __call__(self, luma):
+    def __call__(self, luma, cse=None):
+        """D, M [K-1,1,H,W] for luma [K,1,H,W]; ``cse`` [K,64,1,1] for a tile (engine.tiling)."""
         t = self.t
         k, _, h, w = luma.shape
         fa = t.empty((1, 64, h, w), device=luma.device, dtype=t.float32)
         fb = t.empty((k - 1, 64, h, w), device=luma.device, dtype=t.float32)
-        self.features(luma[:1], fa)
+        frame_cse = (lambda j: None) if cse is None else (lambda j: cse[j, :, 0, 0])  # noqa: E731
+        self.features(luma[:1], fa, frame_cse(0))
         for j in range(k - 1):  # one frame at a time: bounded temporaries
-            self.features(luma[j + 1:j + 2], fb[j:j + 1])
+            self.features(luma[j + 1:j + 2], fb[j:j + 1], frame_cse(j + 1))
         bm = t.empty_like(fb)
         self.lib.activity(fa.data_ptr(), fb.data_ptr(), bm.data_ptr(), k - 1, 1, 64, h, w, K.F32, K.NCHW, self._stream())
         del fa, fb
@@ -116,11 +139,16 @@ class CudaGacn:
         return d, m
 
 
-class TorchCudaRunner(Runner):
-    """Device runner: the pipeline writes luma into ``io()``'s buffer, ``enqueue`` fills D and M."""
+class TorchCudaRunner:
+    """engine.backends.base.DeviceRunner: the pipeline fills ``bind``'s inputs, ``enqueue`` computes.
+
+    Each (variant, shape) keeps its tensors; a shape seen twice is captured as a CUDA graph and
+    replayed from then on (a one-off call pays no capture)."""
 
     name = "torch-cuda"
     on_device = True
+    tile_side = None
+    SHAPES_KEPT = 8
 
     def __init__(self, params, precision: str = "fp32", cuda_graphs: bool = True, device: int = 0):
         if params is None:
@@ -128,8 +156,9 @@ class TorchCudaRunner(Runner):
         if precision not in ("fp32", "fp16"):
             raise BackendError(f"unsupported precision '{precision}' (fp32 or fp16)")
         self.params, self.precision, self.cuda_graphs, self.device = params, precision, cuda_graphs, device
+        self.cse_weights = cse_weights(params)
         self.net = None
-        self._shapes: dict[tuple, dict] = {}
+        self._bound: dict[tuple, dict] = {}
         self._current = None
 
     def activate(self) -> None:
@@ -149,19 +178,35 @@ class TorchCudaRunner(Runner):
         self.net = CudaGacn(self.params, lib, dtype, torch)
         log.info("torch-cuda runner on %s (%s)", torch.cuda.get_device_name(self.device), self.precision)
 
-    def io(self, k: int, h: int, w: int) -> tuple[int, int, int]:
-        """Device pointers (luma [k,1,h,w], D, M [k-1,1,h,w], float32) for this shape."""
-        key = (k, h, w)
-        if key not in self._shapes:
-            if len(self._shapes) >= 4:  # a few shapes stay warm; older ones free their graphs
-                self._shapes.pop(next(iter(self._shapes)))
+    def bind(self, variant: str, frames: int, height: int, width: int) -> dict[str, int]:
+        key = (variant, frames, height, width)
+        if key not in self._bound:
+            if len(self._bound) >= self.SHAPES_KEPT:  # a few shapes stay warm; older ones free their graphs
+                self._bound.pop(next(iter(self._bound)))
             t = self.torch
-            luma = t.zeros((k, 1, h, w), device="cuda", dtype=t.float32)
-            d = t.zeros((k - 1, 1, h, w), device="cuda", dtype=t.float32)
-            self._shapes[key] = {"luma": luma, "d": d, "m": t.zeros_like(d), "graph": None, "runs": 0}
-        self._current = self._shapes[key]
-        s = self._current
-        return s["luma"].data_ptr(), s["d"].data_ptr(), s["m"].data_ptr()
+            f32 = dict(device="cuda", dtype=t.float32)
+            io = {"luma": t.zeros((frames, 1, height, width), **f32)}
+            block = sums_block(variant)
+            if variant == "tile" or block:
+                io["cse"] = t.ones((frames, 64 if block is None else 16 * block, 1, 1), **f32)
+            if block is None:
+                io["decision"] = t.zeros((frames - 1, 1, height, width), **f32)
+                io["mask"] = t.zeros_like(io["decision"])
+            else:
+                io["colmask"] = t.zeros((1, 1, 1, width), **f32)
+                io["sums"] = t.zeros((frames, 16, height), **f32)
+            self._bound[key] = {"io": io, "variant": variant, "block": block, "graph": None, "runs": 0}
+        self._current = self._bound[key]
+        return {name: tensor.data_ptr() for name, tensor in self._current["io"].items()}
+
+    def _run(self, s) -> None:
+        io = s["io"]
+        if s["block"] is not None:
+            io["sums"].copy_(self.net.block_sums(s["block"], io["luma"], io.get("cse"), io["colmask"]))
+            return
+        d, m = self.net(io["luma"], io.get("cse"))
+        io["decision"].copy_(d)
+        io["mask"].copy_(m)
 
     def enqueue(self, stream) -> None:
         t, s = self.torch, self._current
@@ -169,23 +214,31 @@ class TorchCudaRunner(Runner):
             if s["graph"] is not None:
                 s["graph"].replay()
                 return
-            d, m = self.net(s["luma"])
-            s["d"].copy_(d)
-            s["m"].copy_(m)
+            self._run(s)
             s["runs"] += 1
             if self.cuda_graphs and s["runs"] == 2:  # shape seen twice: capture it
-                s["graph"] = self._capture(s)
+                t.cuda.current_stream().synchronize()
+                g = t.cuda.CUDAGraph()
+                with t.cuda.graph(g):
+                    self._run(s)
+                s["graph"] = g
 
-    def _capture(self, s):
-        t = self.torch
-        t.cuda.current_stream().synchronize()
-        g = t.cuda.CUDAGraph()
-        with t.cuda.graph(g):
-            d, m = self.net(s["luma"])
-            s["d"].copy_(d)
-            s["m"].copy_(m)
-        return g
+    def memory(self, variant: str, frames: int, height: int, width: int) -> int:
+        """Estimated from the tensors each variant holds at its peak (features of two frames in
+        float32, Bm, the decision path; sums: one frame's features), with 25 % for the caching
+        allocator; the 4K whole-frame fp16 peak measured 6.1 GiB (benchmarks/RESULTS.md) against
+        6.6 GiB estimated here. benchmarks/memory.py measures it on a GPU."""
+        px = height * width
+        block = sums_block(variant)
+        if block is not None:
+            per_px = 4 * (frames + 16 * (block + 2) + 16)
+        else:
+            per_px = 4 * frames + 256 * 2 + 256 * (frames - 1) * (2 if self.precision == "fp32" else 1.5)
+        return int((64 << 20) + 1.25 * per_px * px)
+
+    def unsupported(self, variant: str, frames: int, height: int, width: int) -> str | None:
+        return None
 
     def deactivate(self) -> None:
-        self._shapes.clear()
+        self._bound.clear()
         self.net = None

@@ -1,0 +1,119 @@
+"""The executor on the host: numpy planes around a HostRunner (ONNX Runtime), synchronous."""
+from __future__ import annotations
+
+import numpy as np
+
+from engine import memory, preprocess
+from engine.errors import BackendError
+from engine.results import FusionResult
+from engine.stack import Calibration, Sequential
+
+
+class HostWorkspace:
+    def __init__(self):
+        self.result: FusionResult | None = None
+
+
+class _HostAccumulator:
+    """engine.stack's numpy accumulators behind the executor's Accumulator contract."""
+
+    def __init__(self, acc):
+        self.acc = acc
+
+    def update(self, mask, k, frame, index):
+        self.acc.update(mask[k], frame, index)
+
+    def luma(self, ws):
+        return self.acc.luma()[None]
+
+    def result(self):
+        return self.acc.out, self.acc.index
+
+
+class HostExecutor:
+    """engine.executor.Executor for host runners; images are numpy arrays, planes [n, H, W]."""
+
+    on_device = False
+
+    def __init__(self, runner):
+        self.runner = runner
+        runner.activate()
+
+    def workspace(self) -> HostWorkspace:
+        return HostWorkspace()
+
+    def begin(self, ws) -> None:
+        pass
+
+    def end(self, ws) -> None:
+        pass
+
+    def budget(self) -> int:
+        return memory.HOST_DEFAULT
+
+    def available(self) -> int | None:
+        return memory.host_available()
+
+    def put(self, ws, name, image, what):
+        return preprocess.check_image(image, what)
+
+    def luma(self, ws, name, image):
+        return preprocess.luma(image)[None]
+
+    def planes(self, ws, name, n, height, width):
+        return np.empty((n, height, width), np.float32)
+
+    @staticmethod
+    def _window(lumas, tile) -> np.ndarray:
+        if tile is None:
+            return np.stack([p[0] for p in lumas])[:, None]
+        ys, xs = tile.window_slices
+        return np.stack([p[0, ys, xs] for p in lumas])[:, None]
+
+    def network(self, ws, lumas, tiles, cse, decision, mask) -> None:
+        for tile in tiles or [None]:
+            d, m = self.runner.infer(self._window(lumas, tile), cse)
+            if not (np.isfinite(d).all() and np.isfinite(m).all()):
+                raise BackendError(f"{self.runner.name} produced non-finite decision values; refusing to write them")
+            if tile is None:
+                mask[...] = m[:, 0]
+                if decision is not None:
+                    decision[...] = d[:, 0]
+                continue
+            (cy, cx), (ys, xs) = tile.core_in_window, tile.core_slices
+            mask[:, ys, xs] = m[:, 0, cy, cx]
+            if decision is not None:
+                decision[:, ys, xs] = d[:, 0, cy, cx]
+
+    def block_sums(self, ws, block, lumas, tiles, cse) -> np.ndarray:
+        total = np.zeros((len(lumas), 16), np.float64)
+        for tile in tiles:
+            cy, cx = tile.core_in_window
+            window = self._window(lumas, tile)
+            colmask = np.zeros(window.shape[-1], np.float32)
+            colmask[cx] = 1
+            rows = self.runner.block_sums(block, window, cse, colmask)
+            total += rows[:, :, cy].sum(axis=2, dtype=np.float64)
+        return total
+
+    def blend(self, ws, name, a, b, mask, k=0):
+        return preprocess.blend(a, b, mask[k])
+
+    def calibration(self, ws, mask, frame0, frame1):
+        return _HostAccumulator(Calibration(mask[0], frame0, frame1))
+
+    def sequential(self, ws, frame0):
+        return _HostAccumulator(Sequential(frame0))
+
+    def fetch(self, ws, fused, decision, mask) -> None:
+        ws.result = FusionResult(fused, None if decision is None else decision[0], None if mask is None else mask[0])
+
+    def collect(self, ws) -> FusionResult:
+        res, ws.result = ws.result, None
+        return res
+
+    def to_host(self, image) -> np.ndarray:
+        return image
+
+    def close(self) -> None:
+        self.runner.deactivate()

@@ -1,0 +1,259 @@
+"""The one orchestration of GACN jobs: pairs, focus stacks, streams and tiles, over an Executor.
+
+Everything here is written once for every backend: engine.host_executor and
+engine.device_executor provide the primitives (engine.executor). A job's memory is planned
+before it runs (``plan``): whole frames when they fit the budget, else the exact tiled
+execution of engine.tiling with the largest tile that fits, else a clear refusal.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from engine import preprocess
+from engine.errors import InputError
+from engine.memory import format_size, parse_size
+from engine.results import FusionResult, StackResult
+from engine.tiling import MIN_TILE, SUMS_HALO, TILE_ALIGN, Tile, excite, plan as tile_plan, window_shape
+
+log = logging.getLogger(__name__)
+
+STACK_BATCH = 2      # frames compared with the stack's reference per network run (K = 1 + STACK_BATCH)
+STRATEGIES = ("calibration", "sequential")
+FLOAT32 = 4
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How one network call over K frames of H x W runs, and the memory it was planned for."""
+    side: int | None                       # tile side; None: whole frames
+    tiles: Sequence[Tile] | None = None
+    sums_tiles: Sequence[Tile] | None = None
+    estimate: int = 0                      # bytes: resident planes + the network's working set
+
+
+def frame_bytes(shape, dtype) -> int:
+    return int(np.prod(shape)) * np.dtype(dtype).itemsize
+
+
+class Pipeline:
+    """Fuses pairs, stacks and streams through one executor within a memory budget.
+
+    ``max_memory``: bytes or a size string ("2G"); default the executor's (engine.memory).
+    ``tile``: None picks whole frames or the largest tile that fits; 0 never tiles; N forces
+    tiles of N x N pixels (the window the network sees, overlap included).
+    """
+
+    def __init__(self, executor, *, max_memory=None, tile: int | None = None):
+        self.ex = executor
+        self.budget = parse_size(max_memory) if max_memory is not None else executor.budget()
+        if tile is not None and tile != 0 and tile < MIN_TILE:
+            raise InputError(f"--tile {tile}: a tile must be at least {MIN_TILE} px, twice the network's "
+                             f"{(MIN_TILE - 8) // 2} px overlap plus a core of 8 px (or 0 to never tile)")
+        self.tile = tile
+        self._single = None
+        self._slots: list = []
+
+    # -- planning ------------------------------------------------------------------------------------
+    def plan(self, frames: int, height: int, width: int, resident: int) -> Plan:
+        """Whole frames if they fit, else tiles; ``resident``: bytes of the job's full-size buffers."""
+        runner = self.ex.runner
+        whole = resident + runner.memory("whole", frames, height, width)
+        refusal = runner.unsupported("whole", frames, height, width)
+        if self.tile == 0 or (self.tile is None and whole <= self.budget and refusal is None):
+            if refusal is not None:
+                raise InputError(f"{width}x{height}: {refusal}; tiling is off (--tile 0)")
+            self._check(whole, f"a whole {width}x{height} frame", "allow tiling (drop --tile 0) or raise --max-memory")
+            return Plan(None, estimate=whole)
+        if self.tile is not None and self.tile >= max(height, width) and refusal is None:
+            return Plan(None, estimate=whole)
+        side = self.tile or getattr(runner, "tile_side", None) or self._largest_side(frames, height, width, resident)
+        th, tw = window_shape(height, width, side)
+        for variant in ("tile", "sums3"):
+            refusal = runner.unsupported(variant, frames, th, tw)
+            if refusal is not None:
+                raise InputError(f"{width}x{height} in {side} px tiles: {refusal}")
+        need = resident + max(runner.memory(v, frames, th, tw) for v in ("tile", "sums3"))
+        self._check(need, f"a {width}x{height} frame in {side} px tiles", "raise --max-memory or give a smaller --tile")
+        log.info("%dx%d: %s px tiles (whole frames would need %s, over the budget of %s)", width, height, side,
+                 format_size(whole), format_size(self.budget))
+        return Plan(side, tile_plan(height, width, side), tile_plan(height, width, side, SUMS_HALO), need)
+
+    def _largest_side(self, frames, height, width, resident) -> int:
+        runner = self.ex.runner
+
+        def need(side):
+            th, tw = window_shape(height, width, side)
+            return resident + max(runner.memory(v, frames, th, tw) for v in ("tile", "sums3"))
+
+        lo, hi = MIN_TILE // TILE_ALIGN + 1, max(height, width) // TILE_ALIGN
+        if need(lo * TILE_ALIGN) > self.budget:
+            raise InputError(f"--max-memory {format_size(self.budget)} is too small for a {width}x{height} frame: "
+                             f"its full-size planes take {format_size(resident)} and the smallest tile "
+                             f"({lo * TILE_ALIGN} px) needs {format_size(need(lo * TILE_ALIGN))} in all")
+        while lo < hi:  # the largest aligned side that fits
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if need(mid * TILE_ALIGN) <= self.budget else (lo, mid - 1)
+        return lo * TILE_ALIGN
+
+    def _check(self, need: int, what: str, hint: str) -> None:
+        if need > self.budget:
+            raise InputError(f"{what} needs about {format_size(need)}, more than the memory budget of "
+                             f"{format_size(self.budget)} (--max-memory); {hint}")
+        avail = self.ex.available()
+        if avail is not None and need > avail:
+            raise InputError(f"{what} needs about {format_size(need)}, but only {format_size(avail)} is available "
+                             "on this machine; lower --max-memory to run it in smaller tiles")
+
+    # -- the network on planes -----------------------------------------------------------------------
+    def maps(self, ws, lumas: Sequence, plan: Plan, decision: bool, reference: dict | None = None):
+        """D (if ``decision``) and M [K-1, H, W] of lumas[0] against the others, whole or tiled.
+
+        ``reference``: a cache for lumas[0]'s CSE scales, when the same reference serves many
+        calls (a stack): they are computed once."""
+        ex = self.ex
+        k = len(lumas)
+        _, h, w = lumas[0].shape
+        d = ex.planes(ws, "decision", k - 1, h, w) if decision else None
+        m = ex.planes(ws, "mask", k - 1, h, w)
+        if plan.side is None:
+            ex.network(ws, lumas, None, None, d, m)
+        else:
+            ex.network(ws, lumas, plan.tiles, self.scales(ws, lumas, plan, reference), d, m)
+        return d, m
+
+    def scales(self, ws, lumas, plan: Plan, reference: dict | None = None) -> np.ndarray:
+        """Every frame's CSE scales [K,64,1,1], exactly as over the whole frame (engine.tiling)."""
+        cached = reference.get("cse") if reference is not None else None
+        todo = list(lumas[1:] if cached is not None else lumas)
+        _, h, w = lumas[0].shape
+        cse = np.zeros((len(todo), 64, 1, 1), np.float32)
+        for block, (fc1, fc2) in enumerate(self.ex.runner.cse_weights):
+            total = self.ex.block_sums(ws, block, todo, plan.sums_tiles, cse[:, :16 * block])
+            cse[:, 16 * block:16 * (block + 1), 0, 0] = excite(fc1, fc2, total / (h * w))
+        if cached is not None:
+            return np.concatenate([cached[None], cse])
+        if reference is not None:
+            reference["cse"] = cse[0]
+        return cse
+
+    def _resident(self, shape, dtype, frames_held: int, lumas: int, planes: int, extra: int = 0) -> int:
+        px = shape[0] * shape[1]
+        return frames_held * frame_bytes(shape, dtype) + (lumas + planes) * FLOAT32 * px + extra
+
+    # -- pairs and streams ---------------------------------------------------------------------------
+    def submit(self, ws, a, b, maps: bool) -> None:
+        """Queue one pair on workspace ``ws``; ``collect(ws)`` returns it."""
+        ex = self.ex
+        ex.begin(ws)
+        try:  # end() also after a failure: the next job on ws waits for what was queued
+            src = [ex.put(ws, "a", a, "source A"), ex.put(ws, "b", b, "source B")]
+            preprocess.check_same([(s.shape, s.dtype) for s in src], ["source A", "source B"])
+            shape, dtype = src[0].shape, src[0].dtype
+            # sources, fused, two lumas, M (and D), the host's stacked network input
+            plan = self.plan(2, shape[0], shape[1], self._resident(shape, dtype, 3, 4, 2 if maps else 1))
+            lumas = [ex.luma(ws, f"luma{i}", s) for i, s in enumerate(src)]
+            d, m = self.maps(ws, lumas, plan, decision=maps)
+            fused = ex.blend(ws, "fused", src[0], src[1], m)
+            ex.fetch(ws, fused, d, m if maps else None)
+        finally:
+            ex.end(ws)
+
+    def collect(self, ws) -> FusionResult:
+        return self.ex.collect(ws)
+
+    def fuse(self, a, b, maps: bool = False) -> FusionResult:
+        self._single = self._single or self.ex.workspace()
+        self.submit(self._single, a, b, maps)
+        return self.collect(self._single)
+
+    def slots(self, n: int) -> list:
+        """``n`` workspaces for a stream, kept from one stream to the next (pinned memory is costly)."""
+        while len(self._slots) < n:
+            self._slots.append(self.ex.workspace())
+        return self._slots[:n]
+
+    # -- focus stacks --------------------------------------------------------------------------------
+    def stack(self, frames: Iterator[np.ndarray], strategy: str = "calibration") -> StackResult:
+        """Fuse host frames (validated by the caller, frame 0 first) with a stack strategy."""
+        if strategy not in STRATEGIES:
+            raise InputError(f"unknown stack strategy '{strategy}'; choose one of {', '.join(STRATEGIES)}")
+        frames = iter(frames)
+        first = next(frames, None)
+        if first is None:
+            raise InputError("a focus stack needs at least 2 frames, got 0")
+        fused, index, n = (self._calibration if strategy == "calibration" else self._sequential)(first, frames)
+        if n < 2:
+            raise InputError("a focus stack needs at least 2 frames, got 1")
+        return StackResult(fused, index, n)
+
+    def _stack_frames(self, frames, ring: int):
+        """(index, workspace, image, luma) for frames 1.., each in the next of ``ring`` workspaces."""
+        ex = self.ex
+        spaces = [ex.workspace() for _ in range(ring)]
+        for i, frame in enumerate(frames, start=1):
+            ws = spaces[(i - 1) % ring]
+            ex.begin(ws)
+            img = ex.put(ws, "frame", frame, f"frame {i}")
+            yield i, ws, img, ex.luma(ws, "luma", img)
+
+    def _calibration(self, frame0, frames):
+        """Spec section 8 in constant memory, STACK_BATCH frames per network run: the reference's
+        features are computed once per run, its CSE scales once per stack."""
+        ex = self.ex
+        ref, job = ex.workspace(), ex.workspace()
+        f0 = ex.put(ref, "frame", frame0, "frame 0")
+        l0 = ex.luma(ref, "luma", f0)
+        h, w = f0.shape[:2]
+        reference: dict = {}
+        acc, n, batch = None, 1, []
+
+        def flush():
+            nonlocal acc
+            k = 1 + len(batch)
+            # frame 0, the batch's frames (twice: the next batch uploads), lumas, masks, accumulator
+            resident = self._resident(f0.shape, f0.dtype, 2 + 2 * STACK_BATCH, 2 * k, k - 1, 12 * h * w)
+            lumas = [l0] + [luma for _, _, _, luma in batch]
+            _, m = self.maps(job, lumas, self.plan(k, h, w, resident), decision=False, reference=reference)
+            for j, (i, ws, img, _) in enumerate(batch):
+                if acc is None:
+                    acc = ex.calibration(job, m, f0, img)
+                else:
+                    acc.update(m, j, img, i)
+                ex.end(ws)
+            batch.clear()
+
+        for item in self._stack_frames(frames, 2 * STACK_BATCH):
+            batch.append(item)
+            n += 1
+            if len(batch) == STACK_BATCH:
+                flush()
+        if batch:
+            flush()
+        if acc is None:
+            return ex.to_host(f0), np.zeros((h, w), np.int32), n
+        return (*acc.result(), n)
+
+    def _sequential(self, frame0, frames):
+        """The authors' one-after-another fusion (float running result)."""
+        ex = self.ex
+        ref, job = ex.workspace(), ex.workspace()
+        f0 = ex.put(ref, "frame", frame0, "frame 0")
+        h, w = f0.shape[:2]
+        acc = ex.sequential(ref, f0)
+        n = 1
+        for i, ws, img, luma in self._stack_frames(frames, 2):
+            resident = self._resident(f0.shape, f0.dtype, 3, 4, 1, 20 * h * w)
+            _, m = self.maps(job, [acc.luma(job), luma], self.plan(2, h, w, resident), decision=False)
+            acc.update(m, 0, img, i)
+            ex.end(ws)
+            n += 1
+        if n < 2:
+            return ex.to_host(f0), np.zeros((h, w), np.int32), n
+        return (*acc.result(), n)
+
+    def close(self) -> None:
+        self.ex.close()
