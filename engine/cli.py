@@ -41,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32", help="torch-cuda compute precision")
     p.add_argument("--threads", type=int, help="onnxruntime: intra-op threads (default: all cores)")
     p.add_argument("--slots", type=int, default=3, help="--stream: frames in flight (default 3)")
+    p.add_argument("--max-memory", metavar="SIZE", help="working memory of a job, e.g. 2G or 800M (default: 2G on the CPU, "
+                   "the free GPU memory less 512M on a GPU); frames that do not fit whole run in exact tiles")
+    p.add_argument("--tile", type=int, metavar="PX", help="run in PX x PX tiles (the window the network sees, its 35 px "
+                   "overlap included); 0: never tile (default: whole frames when they fit)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
     return p
 
@@ -53,7 +57,7 @@ def _progress(total, desc, quiet):
 def _make_fuser(args):
     from engine.fusion import Fuser
     return Fuser(args.backend, weights=args.weights, onnx=args.onnx, engine=args.engine,
-                 precision=args.precision, threads=args.threads)
+                 precision=args.precision, threads=args.threads, max_memory=args.max_memory, tile=args.tile)
 
 
 def _check_args(args, parser):
@@ -66,6 +70,11 @@ def _check_args(args, parser):
         parser.error("--index-map applies to --stack only")
     if args.save_maps and not (pair_mode or args.demo):
         parser.error("--save-maps applies to a single pair (A B or --demo)")
+    if args.max_memory is not None:
+        from engine.memory import parse_size
+        parse_size(args.max_memory)
+    from engine.tiling import check_tile
+    check_tile(args.tile)
     if args.stack and len(args.stack) < 2:
         raise InputError(f"a focus stack needs at least 2 frames, got {len(args.stack)}")
     return pair_mode

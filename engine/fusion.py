@@ -12,6 +12,7 @@ from engine.errors import InputError
 from engine.pipeline import STRATEGIES, Pipeline
 from engine.results import FusionResult, StackResult, StreamResult
 from engine.streaming import stream
+from engine.tiling import check_tile
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ class Fuser:
         from engine.memory import parse_size
         from engine.weights import resolve_weights
         budget = parse_size(max_memory) if max_memory is not None else None  # bad input before loading
+        check_tile(tile)
         self.backend = resolve_backend(backend, engine)
         params = None
         if self.backend != "tensorrt" and onnx is None:

@@ -73,10 +73,12 @@ class GacnGraph:
     images against the golden outputs, while a float16 decision path moves < 0.01 %.
     """
 
-    def __init__(self, params: dict[str, np.ndarray], plugins: bool = False, fp16: bool = False):
+    def __init__(self, params: dict[str, np.ndarray], plugins: bool = False, fp16: bool = False,
+                 float64_means: bool = True):
         if fp16 and not plugins:
             raise ValueError("float16 is for the TensorRT plugin graph; the portable graph is float32")
         self.p, self.plugins, self.b = params, plugins, _Builder()
+        self.float64_means = float64_means
         self.wtype = np.float16 if fp16 else np.float32  # the decision path's type
         self.value_info: list[onnx.ValueInfoProto] = []
 
@@ -106,10 +108,16 @@ class GacnGraph:
         return self.b.op("Add", [y, self.b.const(shift.reshape(-1, 1, 1), "t", dtype or self.wtype)], f"{blk}_out")
 
     def channel_se(self, x, i):
-        # Mean over W then H: GlobalAveragePool's float32 sum is off by ~2e-5 relative at
-        # 520x520, and this scale multiplies every feature (the activity step amplifies 1000x).
+        # The mean in float64: this scale multiplies every feature and the activity step
+        # amplifies 1000x. ONNX Runtime's float32 means (GlobalAveragePool, or ReduceMean over W
+        # then H) move M by 2.5e-4 on the flat clock pair (p99.9 against the golden maps; 8e-5
+        # in float64) for 1.5 % more time. TensorRT has no float64: there, W then H in float32.
         b, f32 = self.b, np.float32
-        s = b.op("ReduceMean", [b.op("ReduceMean", [x], axes=[3])], axes=[2])
+        if self.float64_means:
+            s = b.op("Cast", [b.op("ReduceMean", [b.op("Cast", [x], to=TensorProto.DOUBLE)], axes=[2, 3])],
+                     to=TensorProto.FLOAT)
+        else:
+            s = b.op("ReduceMean", [b.op("ReduceMean", [x], axes=[3])], axes=[2])
         fc1 = self.p[f"se_{i}.fc.0.weight"]
         fc2 = self.p[f"se_{i}.fc.2.weight"]
         s = b.op("Relu", [self.conv(s, fc1[:, :, None, None], dtype=f32)])
@@ -263,7 +271,9 @@ def build_model(params: dict[str, np.ndarray], *, plugins: bool = False, fp16: b
         raise ValueError(f"unknown graph variant {variant!r}; expected one of {VARIANTS}")
     if (variant == "sums") != (block is not None) or (block is not None and not 0 <= block < CSE_BLOCKS):
         raise ValueError("the sums variant takes block = 0..3, the others none")
-    g = GacnGraph(params, plugins=plugins and variant != "sums", fp16=fp16 and variant != "sums")
+    # TensorRT (the plugin graphs, and the sums passes of a TensorRT tile bundle) has no float64
+    g = GacnGraph(params, plugins=plugins and variant != "sums", fp16=fp16 and variant != "sums",
+                  float64_means=not plugins)
     b = g.b
     f32 = TensorProto.FLOAT
     inputs = [helper.make_tensor_value_info("luma", f32, ["frames", 1, "height", "width"])]
@@ -274,8 +284,13 @@ def build_model(params: dict[str, np.ndarray], *, plugins: bool = False, fp16: b
         inputs.append(helper.make_tensor_value_info(cse, f32, ["frames", cse_channels, 1, 1]))
     if variant == "sums":
         inputs.append(helper.make_tensor_value_info("colmask", f32, [1, 1, 1, "width"]))
-        u = g.features("luma", cse, until=block)
-        sums = b.op("ReduceSum", [b.op("Mul", [u, "colmask"]), b.const([3], "axes", np.int64)], keepdims=0)
+        u = b.op("Mul", [g.features("luma", cse, until=block), "colmask"])
+        axes = b.const([3], "axes", np.int64)
+        if g.float64_means:  # row sums in float64, rounded once (the host adds the rows in float64)
+            sums = b.op("Cast", [b.op("ReduceSum", [b.op("Cast", [u], to=TensorProto.DOUBLE), axes], keepdims=0)],
+                        to=TensorProto.FLOAT)
+        else:
+            sums = b.op("ReduceSum", [u, axes], keepdims=0)
         b.nodes.append(helper.make_node("Identity", [sums], ["sums"], name="out_sums"))
         outputs = [helper.make_tensor_value_info("sums", f32, ["frames", CSE_CHANNELS, "height"])]
     else:

@@ -17,7 +17,8 @@ from engine import preprocess
 from engine.errors import InputError
 from engine.memory import format_size, parse_size
 from engine.results import FusionResult, StackResult
-from engine.tiling import MIN_TILE, SUMS_HALO, TILE_ALIGN, Tile, excite, plan as tile_plan, window_shape
+from engine.tiling import (MIN_TILE, SUMS_HALO, TILE_ALIGN, Tile, check_tile, excite, plan as tile_plan,
+                           window_shape)
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +51,7 @@ class Pipeline:
     def __init__(self, executor, *, max_memory=None, tile: int | None = None):
         self.ex = executor
         self.budget = parse_size(max_memory) if max_memory is not None else executor.budget()
-        if tile is not None and tile != 0 and tile < MIN_TILE:
-            raise InputError(f"--tile {tile}: a tile must be at least {MIN_TILE} px, twice the network's "
-                             f"{(MIN_TILE - 8) // 2} px overlap plus a core of 8 px (or 0 to never tile)")
-        self.tile = tile
+        self.tile = check_tile(tile)
         self._single = None
         self._slots: list = []
 
@@ -71,30 +69,45 @@ class Pipeline:
         if self.tile is not None and self.tile >= max(height, width) and refusal is None:
             return Plan(None, estimate=whole)
         side = self.tile or getattr(runner, "tile_side", None) or self._largest_side(frames, height, width, resident)
-        th, tw = window_shape(height, width, side)
-        for variant in ("tile", "sums3"):
+        shapes = self._windows(height, width, side)
+        for variant, (th, tw) in shapes.items():
             refusal = runner.unsupported(variant, frames, th, tw)
             if refusal is not None:
                 raise InputError(f"{width}x{height} in {side} px tiles: {refusal}")
-        need = resident + max(runner.memory(v, frames, th, tw) for v in ("tile", "sums3"))
+        need = self._tiled_need(frames, height, width, side, resident)
         self._check(need, f"a {width}x{height} frame in {side} px tiles", "raise --max-memory or give a smaller --tile")
         log.info("%dx%d: %s px tiles (whole frames would need %s, over the budget of %s)", width, height, side,
                  format_size(whole), format_size(self.budget))
         return Plan(side, tile_plan(height, width, side), tile_plan(height, width, side, SUMS_HALO), need)
 
+    @staticmethod
+    def _windows(height, width, side) -> dict:
+        """The window shape of the tile network and of the sums passes for this tile side."""
+        return {"tile": window_shape(height, width, side), **{f"sums{k}": window_shape(height, width, side, SUMS_HALO)
+                                                             for k in range(4)}}
+
+    def _tiled_need(self, frames, height, width, side, resident) -> int:
+        runner = self.ex.runner
+        return resident + max(runner.memory(v, frames, *shape) for v, shape in self._windows(height, width, side).items())
+
     def _largest_side(self, frames, height, width, resident) -> int:
         runner = self.ex.runner
 
         def need(side):
-            th, tw = window_shape(height, width, side)
-            return resident + max(runner.memory(v, frames, th, tw) for v in ("tile", "sums3"))
+            windows = self._windows(height, width, side).items()
+            if any(runner.unsupported(v, frames, *shape) for v, shape in windows):
+                return float("inf")    # beyond an engine's profile
+            return self._tiled_need(frames, height, width, side, resident)
 
         lo, hi = MIN_TILE // TILE_ALIGN + 1, max(height, width) // TILE_ALIGN
-        if need(lo * TILE_ALIGN) > self.budget:
+        smallest = need(lo * TILE_ALIGN)
+        if smallest == float("inf"):
+            return lo * TILE_ALIGN     # the caller reports the runner's refusal
+        if smallest > self.budget:
             raise InputError(f"--max-memory {format_size(self.budget)} is too small for a {width}x{height} frame: "
                              f"its full-size planes take {format_size(resident)} and the smallest tile "
                              f"({lo * TILE_ALIGN} px) needs {format_size(need(lo * TILE_ALIGN))} in all")
-        while lo < hi:  # the largest aligned side that fits
+        while lo < hi:  # the largest aligned side that fits (need grows with the side)
             mid = (lo + hi + 1) // 2
             lo, hi = (mid, hi) if need(mid * TILE_ALIGN) <= self.budget else (lo, mid - 1)
         return lo * TILE_ALIGN

@@ -12,8 +12,8 @@ So a frame too large to run whole is run in two stages (engine.pipeline drives t
 2. The ``tile`` network over windows that overlap by ``HALO`` = 35 pixels (engine.spec: the
    receptive field of D and M), with the frame's scales as inputs; each window's core is exact.
 
-Windows have one fixed size (a fixed-shape TensorRT engine, one ONNX Runtime memory plan, one
-captured CUDA graph): border windows are shifted inwards rather than cut, so that a window edge
+Windows have one size per plan (at most the tile side: one TensorRT shape, one ONNX Runtime
+memory plan, one captured CUDA graph): border windows are shifted inwards rather than cut, so that a window edge
 is either the frame's edge, where the network sees the same zero padding and clipped guided-
 filter windows as the whole frame does, or at least HALO pixels from its core. The price is the
 recomputation: the sums passes run the feature blocks 1 + 2 + 3 + 4 times per frame (measured
@@ -56,17 +56,28 @@ class Tile:
 
 
 def _spans(n: int, side: int, halo: int) -> list[tuple[int, int, int, int]]:
-    """(core0, core1, win0, win1) along one axis: cores split n evenly, windows have one size."""
+    """(core0, core1, win0, win1) along one axis: cores split n evenly; every window has the one
+    length that the largest core needs (at most ``side``), shifted inwards at the borders."""
     if n <= side:
         return [(0, n, 0, n)]
     count = math.ceil(n / (side - 2 * halo))
     edges = [round(i * n / count) for i in range(count + 1)]
+    length = min(side, max(b - a for a, b in zip(edges, edges[1:])) + 2 * halo)
     spans = []
     for c0, c1 in zip(edges, edges[1:]):
-        w0 = min(max(c0 - halo - (side - (c1 - c0) - 2 * halo) // 2, 0), n - side)
-        assert w0 <= max(c0 - halo, 0) and w0 + side >= min(c1 + halo, n), (n, side, halo, c0, c1, w0)
-        spans.append((c0, c1, w0, w0 + side))
+        w0 = min(max(c0 - halo - (length - (c1 - c0) - 2 * halo) // 2, 0), n - length)
+        assert w0 <= max(c0 - halo, 0) and w0 + length >= min(c1 + halo, n), (n, side, halo, c0, c1, w0)
+        spans.append((c0, c1, w0, w0 + length))
     return spans
+
+
+def check_tile(tile: int | None) -> int | None:
+    """A user's tile side: None (choose), 0 (never tile) or at least MIN_TILE."""
+    from engine.errors import InputError
+    if tile is not None and (not isinstance(tile, int) or tile < 0 or 0 < tile < MIN_TILE):
+        raise InputError(f"--tile {tile}: a tile must be at least {MIN_TILE} px, twice the network's {HALO} px "
+                         "overlap plus a core of 8 px (or 0 to never tile)")
+    return tile
 
 
 def plan(height: int, width: int, side: int, halo: int = HALO) -> list[Tile]:
@@ -78,9 +89,10 @@ def plan(height: int, width: int, side: int, halo: int = HALO) -> list[Tile]:
             for cx0, cx1, wx0, wx1 in _spans(width, side, halo)]
 
 
-def window_shape(height: int, width: int, side: int) -> tuple[int, int]:
-    """The one window shape of a plan (``side`` clipped to the frame)."""
-    return min(height, side), min(width, side)
+def window_shape(height: int, width: int, side: int, halo: int = HALO) -> tuple[int, int]:
+    """The one window shape of a plan: at most ``side``, the frame where it is smaller."""
+    (_, _, y0, y1), (_, _, x0, x1) = _spans(height, side, halo)[0], _spans(width, side, halo)[0]
+    return y1 - y0, x1 - x0
 
 
 def excite(fc1: np.ndarray, fc2: np.ndarray, mean: np.ndarray) -> np.ndarray:

@@ -46,8 +46,9 @@ class ChannelSE(nn.Module):
         self.fc1 = nn.Linear(c, hidden, bias=False)
         self.fc2 = nn.Linear(hidden, c, bias=False)
 
-    def forward(self, x):
-        s = torch.sigmoid(self.fc2(F.relu(self.fc1(x.mean(dim=(2, 3))))))
+    def forward(self, x, scale=None):
+        """``scale`` [B,16]: given scales (tiled execution) in place of the excitation of the mean."""
+        s = torch.sigmoid(self.fc2(F.relu(self.fc1(x.mean(dim=(2, 3)))))) if scale is None else scale
         return x * s[:, :, None, None]
 
 
@@ -113,13 +114,27 @@ class GACN(nn.Module):
         return self
 
     # -- the steps --------------------------------------------------------------------------
-    def features(self, y: torch.Tensor) -> torch.Tensor:
-        """Spec section 3: [B,1,H,W] luma -> [B,64,H,W] features (shared weights)."""
-        f0 = self.cse[0](self.fe_blocks[0](y))
-        f1 = self.cse[1](self.fe_blocks[1](f0))
-        f2 = self.cse[2](self.fe_blocks[2](torch.cat((f0, f1), 1)))
-        f3 = self.cse[3](self.fe_blocks[3](torch.cat((f0, f1, f2), 1)))
+    def features(self, y: torch.Tensor, cse: torch.Tensor | None = None) -> torch.Tensor:
+        """Spec section 3: [B,1,H,W] luma -> [B,64,H,W] features (shared weights); ``cse``
+        [B,64]: the four CSE scales of each frame, given (tiled execution, engine.tiling)."""
+        s = [None] * 4 if cse is None else [cse[:, 16 * i:16 * (i + 1)] for i in range(4)]
+        f0 = self.cse[0](self.fe_blocks[0](y), s[0])
+        f1 = self.cse[1](self.fe_blocks[1](f0), s[1])
+        f2 = self.cse[2](self.fe_blocks[2](torch.cat((f0, f1), 1)), s[2])
+        f3 = self.cse[3](self.fe_blocks[3](torch.cat((f0, f1, f2), 1)), s[3])
         return torch.cat((f0, f1, f2, f3), 1)
+
+    def cse_scales(self, y: torch.Tensor) -> torch.Tensor:
+        """[B,64]: the CSE scales the whole frames give (what the sums passes compute in tiles)."""
+        scales, parts = [], []
+        x = y
+        for block, cse in zip(self.fe_blocks, self.cse):
+            u = block(x)
+            s = torch.sigmoid(cse.fc2(F.relu(cse.fc1(u.mean(dim=(2, 3))))))
+            scales.append(s)
+            parts.append(u * s[:, :, None, None])
+            x = torch.cat(parts, 1)
+        return torch.cat(scales, 1)
 
     @staticmethod
     def activity(fa: torch.Tensor, fb: torch.Tensor) -> torch.Tensor:
@@ -148,9 +163,9 @@ class GACN(nn.Module):
         gf = guided_filter(guide, d, GF_RADIUS, GF_EPS)
         return d, gf * bd + d * (1 - bd)
 
-    def forward(self, luma: torch.Tensor):
-        """[K,1,H,W] luma (frame 0 = reference) -> D, M each [K-1,1,H,W]."""
-        f = self.features(luma)
+    def forward(self, luma: torch.Tensor, cse: torch.Tensor | None = None):
+        """[K,1,H,W] luma (frame 0 = reference) -> D, M each [K-1,1,H,W]; ``cse`` [K,64] as in features."""
+        f = self.features(luma, cse)
         bm = self.activity(f[:1], f[1:])
         d4 = self.decision_logits(bm)
         return self.boundary_refine(d4, luma[:1], luma[1:])

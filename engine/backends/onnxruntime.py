@@ -19,12 +19,13 @@ from engine.tiling import cse_weights
 
 log = logging.getLogger(__name__)
 
-# Working bytes of one run: FIXED + pixels * (PER_PX[variant][0] + frames * PER_PX[variant][1]),
-# peak RSS over the loaded session, measured with benchmarks/memory.py --calibrate (2-core
-# x86-64, onnxruntime 1.32, arena off) and rounded up by 10 %.
-FIXED = 200 << 20
-PER_PX = {"whole": (0, 1400), "tile": (0, 1400), "sums0": (0, 160), "sums1": (0, 300), "sums2": (0, 440),
-          "sums3": (0, 580)}
+# Working bytes of one run: FIXED + pixels * frames * PER_FRAME_PX[variant]: the peak RSS of a
+# fresh process running the variant over the idle process with the runner imported, measured by
+# benchmarks/memory.py --calibrate (2-core x86-64, onnxruntime 1.32, arena off) at 384^2 and
+# 768^2 with K = 2 and 3, and bounded from above (the measurements are not linear in pixels:
+# 2.4-2.9 KB/px for a pair at 768^2, 4.1 KB/px at 384^2 with ~250 MB of session overhead).
+FIXED = 350 << 20
+PER_FRAME_PX = {"whole": 1250, "tile": 1250, "sums0": 150, "sums1": 150, "sums2": 250, "sums3": 450}
 
 
 def graph_bytes(params=None, onnx_path=None, variant: str = "whole") -> bytes:
@@ -99,8 +100,7 @@ class OnnxRuntimeRunner:
         return self._session(f"sums{block}").run(["sums"], feeds)[0]
 
     def memory(self, variant: str, frames: int, height: int, width: int) -> int:
-        base, per_frame = PER_PX[variant]
-        return FIXED + height * width * (base + frames * per_frame)
+        return FIXED + height * width * frames * PER_FRAME_PX[variant]
 
     def unsupported(self, variant: str, frames: int, height: int, width: int) -> str | None:
         if variant != "whole" and self.cse_weights is None:

@@ -1,0 +1,210 @@
+"""Peak memory against pixels: whole frames and tiles, pairs and stacks, and the cost model.
+
+    python benchmarks/memory.py --calibrate [--backend onnxruntime]   # fit a runner's cost model
+    python benchmarks/memory.py [--sizes 0.25,1,4,12,24] [--markdown out.md --plot out.png]
+
+Every measurement runs in a fresh process (peak RSS from getrusage, peak GPU memory from
+torch.cuda.max_memory_allocated on a GPU backend), so one cannot inherit another's high-water
+mark. The table runs `gacn-fuse` itself with default settings on synthetic camera-like pairs
+(textured, two focus regions) and on the 9-frame golden stack, whole frames (--tile 0) beside
+tiled where the whole frame fits the machine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("GACN_TEST_DATA", REPO.parent / "shared" / "gacn"))
+
+VARIANT_PROBE = r"""
+import json, resource, sys, numpy as np
+sys.path.insert(0, {repo!r})
+from engine.backends.base import create_runner
+from engine.checkpoint import load_gacn
+backend, variant, k, h, w = {backend!r}, {variant!r}, {k}, {h}, {w}
+runner = create_runner(backend, params=load_gacn({weights!r}))
+rng = np.random.default_rng(0)
+luma = rng.random((k, 1, h, w), dtype=np.float32)
+cse = np.full((k, 64, 1, 1), 0.5, np.float32)
+if variant == "whole":
+    run = lambda: runner.infer(luma)
+elif variant == "tile":
+    run = lambda: runner.infer(luma, cse)
+else:
+    b = int(variant[4:])
+    run = lambda: runner.block_sums(b, luma, cse[:, :16 * b], np.ones(w, np.float32))
+runner.activate()
+run()                                  # first run: sessions and their plans made
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+import gc; gc.collect()
+run(); run()
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({{"peak": peak}}))
+"""
+
+BASELINE_PROBE = r"""
+import json, resource, sys, numpy as np
+sys.path.insert(0, {repo!r})
+from engine.backends.base import create_runner
+from engine.checkpoint import load_gacn
+runner = create_runner({backend!r}, params=load_gacn({weights!r}))
+print(json.dumps({{"peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}}))
+"""
+
+
+def _probe(code: str) -> dict:
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr[-2000:])
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def calibrate(backend: str, weights: Path) -> dict:
+    """Peak RSS above an idle process with the runner imported, per variant, K and size; and the
+    fit FIXED + px * (a + K * b) (least squares over the four points of each variant)."""
+    import numpy as np
+    base = _probe(BASELINE_PROBE.format(repo=str(REPO), backend=backend, weights=str(weights)))["peak"]
+    rows, fits = [], {}
+    for variant in ("whole", "tile", "sums0", "sums1", "sums2", "sums3"):
+        pts = []
+        for k in (2, 3):
+            for side in (384, 768):
+                peak = _probe(VARIANT_PROBE.format(repo=str(REPO), backend=backend, variant=variant, k=k, h=side, w=side,
+                                                   weights=str(weights)))["peak"]
+                pts.append((k, side * side, peak - base))
+                rows.append({"variant": variant, "frames": k, "side": side, "bytes": peak - base,
+                             "bytes_per_px": (peak - base) / side / side})
+                print(rows[-1], flush=True)
+        a = np.array([[1, px, k * px] for k, px, _ in pts], float)
+        y = np.array([v for *_, v in pts], float)
+        fixed, per_px, per_frame_px = np.linalg.lstsq(a, y, rcond=None)[0]
+        fits[variant] = {"fixed": fixed, "per_px": per_px, "per_frame_px": per_frame_px}
+        print(variant, {k: round(v) for k, v in fits[variant].items()}, flush=True)
+    return {"backend": backend, "baseline_rss": base, "rows": rows, "fits": fits}
+
+
+CLI_PROBE = r"""
+import resource, subprocess, sys, json, time
+t = time.perf_counter()
+r = subprocess.run({cmd!r}, capture_output=True, text=True)
+peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+print(json.dumps({{"rc": r.returncode, "peak": peak, "seconds": time.perf_counter() - t, "stderr": r.stderr[-500:]}}))
+"""
+
+
+def camera_pair(height: int, width: int, seed: int = 0):
+    """A textured scene with a sharp left half in A and a sharp right half in B (both blurred
+    where the other is sharp), at any size without holding more than the two frames."""
+    import cv2
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (max(height // 8, 8), max(width // 8, 8), 3), dtype=np.uint8)
+    scene = cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
+    scene = cv2.addWeighted(scene, 0.6, rng.integers(0, 256, (height, width, 3), dtype=np.uint8), 0.4, 0)
+    blurred = cv2.GaussianBlur(scene, (0, 0), 3)
+    a, b = scene.copy(), scene
+    a[:, width // 2:] = blurred[:, width // 2:]
+    b[:, :width // 2] = blurred[:, :width // 2]
+    return a, b
+
+
+def cli_peak(args: list[str]) -> dict:
+    cmd = [sys.executable, "-m", "engine.cli", *args, "-q"]
+    return _probe(CLI_PROBE.format(cmd=cmd))
+
+
+def table(sizes_mp, weights: Path, backend: str, extra: list[str]) -> list[dict]:
+    import cv2
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for mp in sizes_mp:
+            width = int(round((mp * 1e6 * 3 / 2) ** 0.5 / 8)) * 8
+            height = int(round(width * 2 / 3 / 8)) * 8
+            a, b = camera_pair(height, width)
+            cv2.imwrite(str(tmp / "a.png"), a[:, :, ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 1])
+            cv2.imwrite(str(tmp / "b.png"), b[:, :, ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 1])
+            del a, b
+            for mode, flags in (("default", []), ("whole (--tile 0)", ["--tile", "0", "--max-memory", "64G"])):
+                if mode != "default" and mp > 2.5:
+                    continue   # whole frames beyond ~2.5 MP exceed this machine
+                res = cli_peak([str(tmp / "a.png"), str(tmp / "b.png"), "-o", str(tmp / "f.png"), "--weights", str(weights),
+                                "--backend", backend, *flags, *extra])
+                rows.append({"case": f"pair {width}x{height}", "megapixels": width * height / 1e6, "mode": mode,
+                             "peak_gib": res["peak"] / 2**30, "seconds": res["seconds"],
+                             "s_per_mp": res["seconds"] / (width * height / 1e6), "rc": res["rc"]})
+                print(rows[-1], res["stderr"] if res["rc"] else "", flush=True)
+    stack = sorted((DATA / "stack9").glob("*.jpg"))
+    if stack:
+        with tempfile.TemporaryDirectory() as tmp:
+            for n in (3, 9):
+                res = cli_peak(["--stack", *map(str, stack[:n]), "-o", str(Path(tmp) / "s.png"), "--weights", str(weights),
+                                "--backend", backend, *extra])
+                rows.append({"case": f"stack {n} x 1600x1200", "megapixels": 1.92, "mode": "default",
+                             "peak_gib": res["peak"] / 2**30, "seconds": res["seconds"], "s_per_mp": None, "rc": res["rc"]})
+                print(rows[-1], flush=True)
+    return rows
+
+
+def markdown(rows) -> str:
+    out = ["| case | MP | mode | peak RSS GiB | seconds | s/MP |", "| --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        spm = f"{r['s_per_mp']:.2f}" if r.get("s_per_mp") else ""
+        status = "" if r["rc"] == 0 else f" (exit {r['rc']})"
+        out.append(f"| {r['case']} | {r['megapixels']:.2f} | {r['mode']}{status} | {r['peak_gib']:.2f} | {r['seconds']:.1f} | {spm} |")
+    return "\n".join(out)
+
+
+def plot(rows, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for mode in sorted({r["mode"] for r in rows if r["case"].startswith("pair")}):
+        pts = [(r["megapixels"], r["peak_gib"]) for r in rows if r["mode"] == mode and r["case"].startswith("pair")]
+        ax.plot(*zip(*pts), "o-", label=mode)
+    ax.set_xlabel("megapixels (RGB pair)")
+    ax.set_ylabel("peak RSS (GiB)")
+    ax.set_title("gacn-fuse peak memory, 2-core CPU")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description="Peak memory of gacn-fuse against pixels, and the runners' cost models.")
+    p.add_argument("--weights", type=Path, default=DATA / "GACN.pkl")
+    p.add_argument("--backend", default="onnxruntime")
+    p.add_argument("--calibrate", action="store_true", help="measure and fit the runner's per-variant cost model")
+    p.add_argument("--sizes", default="0.25,0.5,1,2,4,8,12,24", help="pair sizes in megapixels")
+    p.add_argument("--json", type=Path)
+    p.add_argument("--markdown", type=Path)
+    p.add_argument("--plot", type=Path)
+    p.add_argument("extra", nargs="*", help="more gacn-fuse options (after --)")
+    args = p.parse_args(argv)
+    t = time.perf_counter()
+    if args.calibrate:
+        result = calibrate(args.backend, args.weights)
+    else:
+        result = table([float(s) for s in args.sizes.split(",")], args.weights, args.backend, args.extra)
+        print(markdown(result))
+        if args.markdown:
+            args.markdown.write_text(markdown(result) + "\n")
+        if args.plot:
+            plot(result, args.plot)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2, default=float))
+    print(f"done in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
