@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.backends.base import sums_block
+from engine.backends.onnxruntime import OnnxRuntimeRunner
 from engine.errors import BackendError
 
 _REGISTERED = False
@@ -40,6 +42,14 @@ def _register() -> None:
     _REGISTERED = True
 
 
+def _open(model_bytes: bytes, opts):
+    import onnxruntime as ort
+    from onnxruntime_extensions import get_library_path
+    _register()
+    opts.register_custom_ops_library(get_library_path())
+    return ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
+
+
 def plugin_session(model_bytes: bytes, threads: int | None = None):
     """An InferenceSession for a graph with GACN plugin nodes (FP32 graphs)."""
     import onnxruntime as ort
@@ -55,3 +65,22 @@ def plugin_session(model_bytes: bytes, threads: int | None = None):
 
 def run(session, luma: np.ndarray):
     return session.run(["decision", "mask"], {"luma": np.ascontiguousarray(luma, np.float32)})
+
+
+class PluginGraphRunner(OnnxRuntimeRunner):
+    """A HostRunner over the TensorRT graphs (engine.onnx_graph with plugins=True: the tile
+    network with plugin nodes and the float32 sums passes of a tile bundle), for CI."""
+
+    name = "onnxruntime-plugin-graph"
+
+    def __init__(self, params, threads=None):
+        super().__init__(params=params, threads=threads)
+
+    def _graph(self, variant: str) -> bytes:
+        from engine.onnx_graph import build_model
+        block = sums_block(variant)
+        return build_model(self._params, plugins=True, variant="sums" if block is not None else variant,
+                           block=block).SerializeToString()
+
+    def _open(self, model: bytes, opts):
+        return _open(model, opts)

@@ -223,12 +223,13 @@ class Pipeline:
         h, w = f0.shape[:2]
         reference: dict = {}
         acc, n, batch = None, 1, []
+        per_run = min(STACK_BATCH, (ex.runner.max_frames or 1 + STACK_BATCH) - 1)
 
         def flush():
             nonlocal acc
             k = 1 + len(batch)
             # frame 0, the batch's frames (twice: the next batch uploads), lumas, masks, accumulator
-            resident = self._resident(f0.shape, f0.dtype, 2 + 2 * STACK_BATCH, 2 * k, k - 1, 12 * h * w)
+            resident = self._resident(f0.shape, f0.dtype, 2 + 2 * per_run, 2 * k, k - 1, 12 * h * w)
             lumas = [l0] + [luma for _, _, _, luma in batch]
             _, m = self.maps(job, lumas, self.plan(k, h, w, resident), decision=False, reference=reference)
             for j, (i, ws, img, _) in enumerate(batch):
@@ -239,10 +240,10 @@ class Pipeline:
                 ex.end(ws)
             batch.clear()
 
-        for item in self._stack_frames(frames, 2 * STACK_BATCH):
+        for item in self._stack_frames(frames, 2 * per_run):
             batch.append(item)
             n += 1
-            if len(batch) == STACK_BATCH:
+            if len(batch) == per_run:
                 flush()
         if batch:
             flush()

@@ -220,6 +220,7 @@ class FakeDeviceRunner:
     name = "fake-device"
     on_device = True
     tile_side = None
+    max_frames = None
 
     def __init__(self, fake: FakeCuda, host_runner):
         self.fake, self.host = fake, host_runner

@@ -55,10 +55,10 @@ def test_batched_reference_equals_pairs(ort_fuser, golden):
     a, b, *_ = golden(golden_names()[0])
     c = a[:, ::-1].copy()
     ya, yb, yc = (preprocess.luma(x) for x in (a, b, c))
-    pipe = ort_fuser.pipeline
-    d3, m3 = pipe.maps(ya, [yb, yc])
+    infer = ort_fuser.pipeline.ex.runner.infer
+    d3, m3 = infer(np.stack([ya, yb, yc])[:, None])
     for k, y in enumerate((yb, yc)):
-        d, m = pipe.maps(ya, [y])
+        d, m = infer(np.stack([ya, y])[:, None])
         np.testing.assert_allclose(m3[k], m[0], atol=2e-6)
         np.testing.assert_allclose(d3[k], d[0], atol=2e-6)
 

@@ -31,6 +31,7 @@ class HostRunner(Protocol):
     name: str
     on_device: bool                       # False
     cse_weights: list | None              # (fc1, fc2) of the four CSEs; None: cannot tile
+    max_frames: int | None                # the largest K of one run (None: any)
 
     def activate(self) -> None: ...
 
@@ -61,6 +62,8 @@ class DeviceRunner(Protocol):
     name: str
     on_device: bool                       # True
     cse_weights: list | None
+    max_frames: int | None
+    tile_side: int | None                 # a fixed-shape engine's tile side (None: any)
 
     def activate(self) -> None: ...
 

@@ -55,6 +55,7 @@ class OnnxRuntimeRunner:
 
     name = "onnxruntime"
     on_device = False
+    max_frames = None
 
     def __init__(self, params=None, onnx_path=None, threads: int | None = None, providers=None):
         if params is None and onnx_path is None:
@@ -77,13 +78,18 @@ class OnnxRuntimeRunner:
             opts.intra_op_num_threads = self._threads or (os.cpu_count() or 1)
             opts.enable_cpu_mem_arena = False
             opts.log_severity_level = 3
-            available = ort.get_available_providers()
-            providers = self._providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
-            source = self._onnx_path if variant == "whole" else None
-            session = ort.InferenceSession(graph_bytes(self._params, source, variant), opts, providers=providers)
-            self._sessions[variant] = session
+            session = self._sessions[variant] = self._open(self._graph(variant), opts)
             log.debug("onnxruntime %s session '%s' on %s", ort.__version__, variant, session.get_providers()[0])
         return session
+
+    def _graph(self, variant: str) -> bytes:
+        return graph_bytes(self._params, self._onnx_path if variant == "whole" else None, variant)
+
+    def _open(self, model: bytes, opts):
+        import onnxruntime as ort
+        available = ort.get_available_providers()
+        providers = self._providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+        return ort.InferenceSession(model, opts, providers=providers)
 
     def infer(self, luma: np.ndarray, cse: np.ndarray | None = None):
         feeds = {"luma": np.ascontiguousarray(luma, dtype=np.float32)}

@@ -167,6 +167,7 @@ class TensorRTRunner:
         self.plans: dict[str, _Plan] = {}
         self.cse_weights = None
         self.tile_side = None
+        self.max_frames = None
         self._current: _Plan | None = None
 
     def activate(self) -> None:
@@ -193,6 +194,7 @@ class TensorRTRunner:
         else:
             self.plans["whole"] = _Plan(self.runtime, self.engine_path, {"luma"}, maps)
         self.meta = meta
+        self.max_frames = min(p.profile[2][0] for p in self.plans.values())
         log.info("TensorRT %s engine %s on %s (%s)", trt.__version__, self.engine_path.name, gpu,
                  f"tiles of {self.tile_side} px" if self.tile_side else f"profile {self.plans['whole'].profile}")
 
