@@ -18,6 +18,7 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
 
 import onnx  # noqa: E402
 
+from engine import __version__  # noqa: E402
 from engine.errors import GacnError  # noqa: E402
 from engine.imageio import write_bytes_atomic  # noqa: E402
 from engine.checkpoint import load_gacn, sha256_of  # noqa: E402
@@ -27,7 +28,6 @@ log = logging.getLogger("export_onnx")
 
 
 def export(weights: Path, output: Path, *, plugins: bool = False, fp16: bool = False) -> onnx.ModelProto:
-    from engine import __version__
     params = load_gacn(weights)
     meta = {"gacn.checkpoint_sha256": sha256_of(weights), "gacn.exporter": f"gacn-engine {__version__}",
             "gacn.precision": "fp16" if fp16 else "fp32"}
@@ -45,6 +45,7 @@ def main(argv=None) -> int:
     p.add_argument("-o", "--output", required=True, type=Path)
     p.add_argument("--plugins", action="store_true", help="TensorRT graph: GacnActivity/GacnSpatialGate/GacnBoundaryRefine nodes")
     p.add_argument("--fp16", action="store_true", help="with --plugins: FP16 convolutions, plugins computing in FP32 inside")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.fp16 and not args.plugins:
