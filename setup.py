@@ -6,7 +6,9 @@ part of every build of the package. Metadata lives in pyproject.toml.
   ``engine/_libs`` inside the wheel, which engine.kernels searches before anything else but
   $GACN_KERNELS_DIR. libgacn_kernels_cpu always (its failure fails the build), libgacn_kernels
   when nvcc is found, libgacn_plugins when TensorRT is found too. One line says what was built
-  (``pip -v`` shows it) and ``engine/_libs/BUILD.json`` keeps it.
+  (``pip -v`` shows it) and ``engine/_libs/BUILD.json`` keeps it. A machine without CMake or a
+  C++ compiler gets a wheel without kernels (ONNX Runtime only) and a warning saying so; a
+  build that fails with both there fails the install.
 * Editable (``pip install -e .``): the same build in ``<repo>/build``, the tree that
   ``cmake -S . -B build`` and engine.kernels.build() use (emulator included, for the tests);
   nothing is copied into the source package. A failure is only a warning there: the ONNX
@@ -109,7 +111,9 @@ class build_kernels(Command):
                 say(f"WARNING: {e}\ngacn-engine: the editable install goes on without kernel libraries "
                     f"(build them later with: cmake -S . -B build && cmake --build build -j)")
             return
-        self._build(Path(self.build_temp) / "gacn-cmake", install_prefix=Path(self.build_lib) / "engine", emu=False)
+        prefix = Path(self.build_lib) / "engine"
+        shutil.rmtree(prefix / "_libs", ignore_errors=True)  # build_lib persists: ship only this build's libraries
+        self._build(Path(self.build_temp) / "gacn-cmake", install_prefix=prefix, emu=False)
 
     def _run(self, cmd: list[str], what: str) -> None:
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -123,9 +127,22 @@ class build_kernels(Command):
 
     def _build(self, build_dir: Path, install_prefix: Path | None, emu: bool) -> None:
         cmake = shutil.which("cmake")
-        if cmake is None:
-            raise SetupError("cmake is not on PATH: it is needed to build the GACN kernel libraries "
-                             "(pip installs it from PyPI in an isolated build; else: pip install cmake)")
+        compilers = [c for c in (os.environ.get("CXX", ""), "c++", "g++", "clang++") if c]
+        missing_tool = ("cmake" if cmake is None else
+                        None if any(shutil.which(c.split()[0]) for c in compilers) else "a C++ compiler")
+        if missing_tool:
+            # The machine lacks a tool, nothing is broken: install what runs without kernels
+            # (ONNX Runtime), and say so, rather than fail on a fresh machine.
+            say(f"WARNING: no kernel libraries built: {missing_tool} is not on PATH "
+                f"(looked for {'cmake' if cmake is None else ', '.join(compilers)}); ONNX Runtime works without "
+                "them; install one and reinstall for the CUDA backend and the CPU twin")
+            if install_prefix is not None:
+                lib_dir = install_prefix / "_libs"
+                lib_dir.mkdir(parents=True, exist_ok=True)
+                (lib_dir / "BUILD.json").write_text(json.dumps(
+                    {"built": [], "not_built": {k: f"{missing_tool} not found" for k in LIBRARIES}}, indent=2) + "\n")
+                self._outputs = [str(lib_dir / "BUILD.json")]
+            return
         cache = build_dir / "CMakeCache.txt"
         if cache.is_file() and Path(_cache(build_dir).get("CMAKE_HOME_DIRECTORY", str(ROOT))).resolve() != ROOT:
             cache.unlink()  # a tree configured for another checkout

@@ -208,6 +208,19 @@ def test_cli_api_env_and_export_refuse_hostile_checkpoints(legacy_parts, tmp_pat
         assert not marker.exists() and not out.exists(), name
 
 
+def test_every_hostile_checkpoint_through_the_cli_exit_2_one_message(legacy_parts, tmp_path, data_dir, capsys):
+    from engine.cli import main
+    marker = tmp_path / "pwned"
+    pair = [str(data_dir / "pairs" / f"color_tid_t5_{i}.png") for i in (1, 2)]
+    w = tmp_path / "w.pkl"
+    for name, data in _hostile_files(legacy_parts, marker).items():
+        w.write_bytes(data)
+        rc = main([*pair, "-o", str(tmp_path / "o.png"), "--weights", str(w)])  # (the CLI itself spawns
+        err = capsys.readouterr().err.strip().splitlines()                       # ldconfig: marker only)
+        assert rc == 2 and len(err) == 1 and err[0].startswith(f"gacn-fuse: error: {w}: "), (name, err)
+        assert not marker.exists() and not (tmp_path / "o.png").exists(), name
+
+
 def test_console_hostile_checkpoint_exit_2_one_line(legacy_parts, tmp_path, data_dir):
     marker = tmp_path / "pwned"
     w = tmp_path / "w.pkl"
