@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import io
+import math
 import os
 import pickle
 import struct
@@ -173,7 +174,7 @@ def _materialise(obj) -> dict[str, np.ndarray]:
         st = value.storage
         if st.array is None:
             raise CheckpointError(f"checkpoint has no data for storage '{st.key:.40}' (truncated?)")
-        count = int(np.prod(value.size, dtype=np.int64)) if value.size else 1
+        count = math.prod(value.size)  # Python ints: no overflow whatever the file says
         last = value.offset + sum((n - 1) * s for n, s in zip(value.size, value.stride)) if count else value.offset
         if count > st.array.size or (count and last >= st.array.size):
             raise CheckpointError(f"checkpoint entry '{name:.80}' reaches outside its storage")

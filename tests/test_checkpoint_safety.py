@@ -276,3 +276,23 @@ def test_fuzz_never_raises_anything_else_nor_runs_code(legacy_parts, zip_bytes):
             seen[_outcome(data)] += 1  # any other exception fails the test with its traceback
     assert not events, events
     assert seen["refused"] > len(cases) // 2, seen
+
+
+@pytest.mark.parametrize("size, stride", [((2, 2), (3, 1)), ((5,), (1,)), ((2 ** 40, 2 ** 40), (0, 0)),
+                                          ((2 ** 62, 4), (1, 1)), ((2, -1), (1, 1))])
+def test_tensor_records_outside_their_storage_are_refused(legacy_parts, size, stride):
+    """A record whose size/stride reach past its storage's data is refused, never read out of bounds."""
+    parts, _ = legacy_parts
+
+    def frag(obj):  # the opcodes that push obj (no PROTO, no STOP)
+        return pickle.dumps(obj, protocol=2)[2:-1]
+
+    record = (b"ctorch._utils\n_rebuild_tensor_v2\n(" + b"(" + frag("storage") + b"ctorch\nFloatStorage\n" + frag("0")
+              + frag("cpu") + frag(4) + b"NtQ" + frag(0) + frag(size) + frag(stride) + b"\x89NtR")
+    state_dict = b"\x80\x02}" + frag("w") + record + b"s."
+    data = (b"".join(parts[:3]) + state_dict + pickle.dumps(["0"], protocol=2)
+            + (4).to_bytes(8, "little") + bytes(16))
+    with pytest.raises(CheckpointError, match="reaches outside its storage|negative"):
+        parse_checkpoint(data)
+    good = data.replace(frag(size) + frag(stride), frag((2, 2)) + frag((2, 1)))
+    assert parse_checkpoint(good)["w"].shape == (2, 2)  # the same record, in bounds, loads
