@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-
 from engine import __version__
 from engine.errors import GacnError, InputError
 from engine.imageio import (check_index_map, check_output_image, check_writable, make_output_dir, quiet_opencv,

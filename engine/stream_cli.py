@@ -12,18 +12,19 @@ import cv2
 import numpy as np
 
 from engine.errors import InputError
-from engine.imageio import create_temp, read_image, write_image
+from engine.imageio import check_can_create, create_temp, make_output_dir, read_image, write_image
 
 log = logging.getLogger("gacn-fuse")
 VIDEO_EXTS = {".mp4": "mp4v", ".m4v": "mp4v", ".avi": "MJPG", ".mkv": "MJPG", ".mov": "mp4v"}
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
-def natural_key(path: Path) -> list:
+def natural_key(path: Path) -> tuple:
     """Sort key comparing the numbers in a name as numbers: frame2 < frame10 (a string sort puts
-    frame10 first). Text parts compare as text, so names without numbers sort as usual."""
+    frame10 first). Text parts compare as text, so names without numbers sort as usual; the
+    name itself breaks ties (f1 and f01)."""
     parts = re.split(r"(\d+)", path.name)
-    return [int(t) if i % 2 else t for i, t in enumerate(parts)]
+    return [int(t) if i % 2 else t for i, t in enumerate(parts)], path.name
 
 
 class FrameSource:
@@ -95,7 +96,6 @@ class _Sink:
         self.last: np.ndarray | None = None
         self.pending_black = 0  # failed frames before the first fused one (size unknown until then)
         self.created_dir = False
-        from engine.imageio import check_can_create, make_output_dir
         if self.fourcc is None:
             self.created_dir = make_output_dir(self.out)
         else:
