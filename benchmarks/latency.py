@@ -151,7 +151,10 @@ def main(argv=None) -> int:
     from tqdm import tqdm
     from engine import Fuser
     from engine.backends.base import available_backends
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    summary, _, details = __doc__.partition("\n\n")  # the whole first paragraph, then the rest as written
+    import textwrap
+    p = argparse.ArgumentParser(description=textwrap.fill(" ".join(summary.split()), 88), epilog=details,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backends", default="auto", help="comma list of onnxruntime, torch-cuda, tensorrt (auto: the best available)")
     p.add_argument("--sizes", type=parse_sizes, help="HxW list (default 520x520 on CPU; 520x520,1080x1920,2160x3840 on GPU)")
     p.add_argument("--precision", choices=("fp32", "fp16"), default="fp16", help="GPU backends (default fp16)")

@@ -3,15 +3,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
+from engine import __version__
 from engine.errors import GacnError, InputError
-from engine.imageio import check_writable, read_image, save_npz_atomic, write_image
+from engine.imageio import (check_index_map, check_output_image, check_writable, make_output_dir, quiet_opencv,
+                            read_image, save_npz_atomic, write_image, write_index_map)
 
 log = logging.getLogger("gacn-fuse")
 EXIT_BAD_INPUT = 2
@@ -46,12 +47,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile", type=int, metavar="PX", help="run in PX x PX tiles (the window the network sees, its 35 px "
                    "overlap included); 0: never tile (default: whole frames when they fit)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return p
 
 
-def _progress(total, desc, quiet):
+def _progress(total, desc, quiet, unit="frame"):
+    """A progress bar on stderr that stays when done (log lines print above it: see main)."""
     from tqdm import tqdm
-    return tqdm(total=total, desc=desc, unit="frame", disable=quiet, leave=False, file=sys.stderr)
+    return tqdm(total=total, desc=desc, unit=unit, disable=quiet, leave=True, file=sys.stderr, dynamic_ncols=True)
+
+
+def _same_file(a, b) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)
 
 
 def _make_fuser(args):
@@ -77,20 +84,26 @@ def _check_args(args, parser):
     check_tile(args.tile)
     if args.stack and len(args.stack) < 2:
         raise InputError(f"a focus stack needs at least 2 frames, got {len(args.stack)}")
+    if args.slots < 1:
+        raise InputError(f"--slots must be at least 1 (frames in flight), got {args.slots}")
+    for option in ("save_maps", "index_map"):
+        extra = getattr(args, option)
+        if extra and _same_file(extra, args.output):
+            raise InputError(f"-o and --{option.replace('_', '-')} both name {args.output}; give two different files")
     return pair_mode
 
 
 def run_pair(args, a, b, names=("source A", "source B")):
     from engine.preprocess import check_sources
     a, b = check_sources([a, b], list(names))  # before loading any model
-    check_writable(args.output)
+    check_output_image(args.output, a.dtype)
     if args.save_maps:
         check_writable(args.save_maps)
     with _make_fuser(args) as fuser:
         t = time.perf_counter()
         res = fuser.fuse(a, b, maps=bool(args.save_maps) or args.demo)
         log.info("fused %dx%d in %.3f s", a.shape[1], a.shape[0], time.perf_counter() - t)
-    write_image(args.output, res.fused)
+    write_image(args.output, res.fused, announce=False)
     if args.save_maps:
         save_npz_atomic(args.save_maps, decision=res.decision, mask=res.mask)
     return res
@@ -108,8 +121,7 @@ def run_pairs_dir(args) -> int:
     if not groups:
         raise InputError(f"{src}: no NAME_1.*/NAME_2.* files")
     out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
-    check_writable(out / "probe.png")
+    make_output_dir(out)
     failed = [f"{name}: missing NAME_{'2' if '1' in g else '1'}.*" for name, g in groups.items() if len(g) != 2]
     complete = [(name, g) for name, g in groups.items() if len(g) == 2]
     from engine.prefetch import prefetch
@@ -122,7 +134,7 @@ def run_pairs_dir(args) -> int:
             return name, None, None, e
 
     written = 0
-    with _make_fuser(args) as fuser, _progress(len(complete), "pairs", args.quiet) as bar:
+    with _make_fuser(args) as fuser, _progress(len(complete), "pairs", args.quiet, unit="pair") as bar:
         for name, a, b, err in prefetch(load, complete):
             try:
                 if err:
@@ -139,34 +151,25 @@ def run_pairs_dir(args) -> int:
 
 
 def run_stack(args) -> int:
-    check_writable(args.output)
-    if args.index_map:
-        check_writable(args.index_map)
+    import itertools
     from engine.prefetch import prefetch
     paths = args.stack
+    first = read_image(paths[0])  # its bit depth decides what the output format must hold
+    check_output_image(args.output, first.dtype)
+    if args.index_map:
+        check_index_map(args.index_map, len(paths))
     with _make_fuser(args) as fuser, _progress(len(paths), "stack", args.quiet) as bar:
         def frames():
-            for img in prefetch(read_image, paths):
+            for img in itertools.chain([first], prefetch(read_image, paths[1:])):
                 bar.update()
                 yield img
         t = time.perf_counter()
         res = fuser.fuse_stack(frames(), strategy=args.strategy, names=paths)
         log.info("fused %d frames in %.2f s", res.frames, time.perf_counter() - t)
-    write_image(args.output, res.fused)
+    write_image(args.output, res.fused, announce=False)
     if args.index_map:
-        save_index_map(args.index_map, res.index)
+        write_index_map(args.index_map, res.index)
     return 0
-
-
-def save_index_map(path, index: np.ndarray) -> None:
-    if str(path).lower().endswith(".npy"):
-        import io
-        from engine.imageio import write_bytes_atomic
-        buf = io.BytesIO()
-        np.save(buf, index)
-        write_bytes_atomic(path, buf.getvalue())
-    else:
-        write_image(path, index.astype(np.uint16))
 
 
 def run_demo(args) -> int:
@@ -184,6 +187,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    quiet_opencv()
+    from tqdm.contrib.logging import logging_redirect_tqdm
+    with logging_redirect_tqdm():  # log lines print above the progress bars, not over them
+        return _dispatch(args, parser)
+
+
+def _dispatch(args, parser) -> int:
     try:
         pair_mode = _check_args(args, parser)
         if args.demo:
@@ -200,7 +210,7 @@ def main(argv=None) -> int:
             run_pair(args, a, b, names=args.sources)
         return 0
     except GacnError as e:
-        print(f"gacn-fuse: error: {e}", file=sys.stderr)
+        print(f"gacn-fuse: error: {e.cli_message}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("gacn-fuse: interrupted", file=sys.stderr)

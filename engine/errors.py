@@ -2,7 +2,19 @@
 
 
 class GacnError(Exception):
-    """Base class: something the caller gave us is wrong or unavailable."""
+    """Base class: something the caller gave us is wrong or unavailable.
+
+    ``cli_message`` is the same message worded for the command line where the two differ
+    (``--weights PATH`` there, ``weights=`` for a Python caller); it defaults to the message.
+    """
+
+    def __init__(self, *args, cli_message: str | None = None):
+        super().__init__(*args)
+        self._cli_message = cli_message
+
+    @property
+    def cli_message(self) -> str:
+        return self._cli_message if self._cli_message is not None else str(self)
 
 
 class InputError(GacnError, ValueError):

@@ -1,6 +1,7 @@
 """ctypes access to GACN's kernel libraries (the C ABI of kernels/include/gacn_kernels.h).
 
-Three builds of that ABI, found by :func:`find_library` and built by :func:`build`:
+Three builds of that ABI, found by :func:`find_library` (see :func:`library_dirs` for the
+order) and built by :func:`build` (from a source checkout; a wheel build compiles them itself):
 ``cuda`` (libgacn_kernels.so, device pointers, CUDA streams), ``cpu`` (libgacn_kernels_cpu.so,
 host pointers, the same arithmetic on the host) and ``emu`` (libgacn_kernels_emu.so, the CUDA
 kernels themselves run on the host by a block emulator, for tests). ``plugins`` locates the
@@ -31,6 +32,7 @@ NCHW, NHWC = 0, 1
 ERR_INVALID = -1
 ABI_VERSION = 2
 REPO_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_LIB_DIR = Path(__file__).resolve().parent / "_libs"  # filled by the wheel build (setup.py)
 BUILD_HINT = "cmake -S . -B build && cmake --build build -j"
 _LIBRARIES = {"cuda": "gacn_kernels", "cpu": "gacn_kernels_cpu", "emu": "gacn_kernels_emu", "plugins": "gacn_plugins"}
 
@@ -41,18 +43,34 @@ def _file_name(stem: str) -> str:
     return f"lib{stem}.dylib" if sys.platform == "darwin" else f"lib{stem}.so"
 
 
+def library_dirs() -> list[Path]:
+    """Where :func:`find_library` looks, in order.
+
+    1. ``$GACN_KERNELS_DIR``: an explicit choice (a build for another GPU, say) wins.
+    2. ``engine/_libs`` inside the installed package: what the wheel build compiled for it.
+    3. ``<repo>/build/lib``: the developer's CMake build, only when running from a source
+       checkout (where an editable install builds and nothing is copied into the package).
+    """
+    dirs = [Path(d) for d in [os.environ.get("GACN_KERNELS_DIR")] if d]
+    dirs.append(PACKAGE_LIB_DIR)
+    if (REPO_ROOT / "CMakeLists.txt").is_file() and (REPO_ROOT / "kernels").is_dir():
+        dirs.append(REPO_ROOT / "build" / "lib")
+    return dirs
+
+
 def find_library(kind: str) -> Path:
-    """Path of the ``kind`` library: ``$GACN_KERNELS_DIR`` first, then ``<repo>/build/lib``."""
+    """Path of the ``kind`` library: the first of :func:`library_dirs` that holds it."""
     if kind not in _LIBRARIES:
         raise ValueError(f"unknown kernel library kind {kind!r}; expected one of {sorted(_LIBRARIES)}")
     name = _file_name(_LIBRARIES[kind])
-    dirs = [Path(d) for d in [os.environ.get("GACN_KERNELS_DIR")] if d] + [REPO_ROOT / "build" / "lib"]
+    dirs = library_dirs()
     for d in dirs:
         if (d / name).is_file():
             return d / name
     where = ", ".join(str(d) for d in dirs)
     need = " (needs a CUDA toolkit)" if kind == "cuda" else " (needs TensorRT)" if kind == "plugins" else ""
-    raise BackendError(f"{name} not found in {where}{need}; build it from {REPO_ROOT} with: {BUILD_HINT}, "
+    raise BackendError(f"{name} not found in {where}{need}; reinstall gacn-engine where the toolkit is on PATH "
+                       f"(the wheel build compiles it), or from a source checkout run: {BUILD_HINT}, "
                        "or set GACN_KERNELS_DIR to the folder that holds it")
 
 
@@ -61,6 +79,9 @@ def build(build_dir: str | os.PathLike | None = None, cuda_architectures: str | 
 
     ``cuda_architectures`` overrides GACN_CUDA_ARCHITECTURES, e.g. ``"90"`` for an H100 only.
     """
+    if not (REPO_ROOT / "CMakeLists.txt").is_file():
+        raise BackendError(f"{REPO_ROOT} is an installed package, not a source checkout: its kernel libraries are "
+                           "built with the wheel (reinstall gacn-engine where the toolkit is on PATH)")
     cmake = shutil.which("cmake")
     if cmake is None:
         raise BackendError("cmake is not installed: it is needed to build the GACN kernel libraries")

@@ -4,31 +4,40 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import re
 import sys
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from engine.errors import InputError
-from engine.imageio import read_image, write_image
+from engine.imageio import check_can_create, create_temp, make_output_dir, read_image, write_image
 
 log = logging.getLogger("gacn-fuse")
 VIDEO_EXTS = {".mp4": "mp4v", ".m4v": "mp4v", ".avi": "MJPG", ".mkv": "MJPG", ".mov": "mp4v"}
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
+def natural_key(path: Path) -> tuple:
+    """Sort key comparing the numbers in a name as numbers: frame2 < frame10 (a string sort puts
+    frame10 first). Text parts compare as text, so names without numbers sort as usual; the
+    name itself breaks ties (f1 and f01)."""
+    parts = re.split(r"(\d+)", path.name)
+    return [int(t) if i % 2 else t for i, t in enumerate(parts)], path.name
+
+
 class FrameSource:
-    """Frames of one source in order: a video (OpenCV VideoCapture), a directory or a glob of images."""
+    """Frames of one source in order: a video (OpenCV VideoCapture), a directory or a glob of
+    images; files in natural order (numbers in names compared as numbers, see natural_key)."""
 
     def __init__(self, spec: str):
         self.spec = spec
         p = Path(spec)
         if p.is_dir():
-            self.files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTS)
+            self.files = sorted((f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTS), key=natural_key)
         elif any(ch in spec for ch in "*?["):
-            self.files = [Path(f) for f in sorted(glob.glob(spec))]
+            self.files = sorted((Path(f) for f in glob.glob(spec)), key=natural_key)
         elif p.is_file():
             self.files = None
             self.cap = cv2.VideoCapture(str(p))
@@ -42,6 +51,8 @@ class FrameSource:
         if not self.files:
             raise InputError(f"{spec}: no image files")
         self.fps, self.count = 25.0, len(self.files)
+        shown = ", ".join(f.name for f in self.files[:3]) + (f", ..., {self.files[-1].name}" if self.count > 3 else "")
+        log.info("%s: %d frames in natural order (numbers in names compared as numbers): %s", spec, self.count, shown)
 
     def __iter__(self):
         """Decoded RGB frames; a frame that cannot be decoded yields its InputError instead."""
@@ -72,16 +83,27 @@ def _pairs(a: FrameSource, b: FrameSource, ended: list):
 
 
 class _Sink:
-    """Fused frames to a video (written under a temporary name, renamed when complete) or a directory."""
+    """Fused frames to a video (written under a temporary name, renamed when complete) or a directory.
+
+    A video keeps its timing: a frame that failed is replaced by the previous fused frame (by
+    a black frame while none has been fused yet) and reported; a directory just lacks its file.
+    """
 
     def __init__(self, out: str, fps: float):
         self.out = Path(out)
         self.fourcc = VIDEO_EXTS.get(self.out.suffix.lower())
         self.fps, self.writer, self.tmp = fps, None, None
+        self.last: np.ndarray | None = None
+        self.pending_black = 0  # failed frames before the first fused one (size unknown until then)
+        self.created_dir = False
         if self.fourcc is None:
-            self.out.mkdir(parents=True, exist_ok=True)
-        elif not self.out.parent.is_dir():
-            raise InputError(f"{out}: output directory {self.out.parent} does not exist")
+            self.created_dir = make_output_dir(self.out)
+        else:
+            check_can_create(self.out)
+
+    @property
+    def is_video(self) -> bool:
+        return self.fourcc is not None
 
     def write(self, index: int, frame: np.ndarray) -> None:
         if self.fourcc is None:
@@ -90,11 +112,33 @@ class _Sink:
         if frame.dtype != np.uint8:
             raise InputError("video output needs 8-bit frames; write 16-bit frames to a directory instead")
         if self.writer is None:
-            fd, self.tmp = tempfile.mkstemp(prefix=f".{self.out.stem}.", suffix=self.out.suffix, dir=self.out.parent)
+            fd, self.tmp = create_temp(self.out, suffix=self.out.suffix)
             os.close(fd)
             h, w = frame.shape[:2]
             self.writer = cv2.VideoWriter(self.tmp, cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (w, h), frame.ndim == 3)
+            for _ in range(self.pending_black):
+                self._put(np.zeros_like(frame))
+            self.pending_black = 0
+        self._put(frame)
+        self.last = frame
+
+    def fill(self) -> str:
+        """A video frame in place of one that failed; says what was written."""
+        if self.last is None:
+            self.pending_black += 1
+            return "written as a black frame to keep the video's timing"
+        self._put(self.last)
+        return "written as a repeat of the previous frame to keep the video's timing"
+
+    def _put(self, frame: np.ndarray) -> None:
         self.writer.write(frame[:, :, ::-1] if frame.ndim == 3 else frame)
+
+    def _remove_dir(self) -> None:
+        if self.created_dir:
+            try:
+                self.out.rmdir()  # only if still empty
+            except OSError:
+                pass
 
     def close(self, keep: bool) -> None:
         if self.writer is not None:
@@ -103,6 +147,8 @@ class _Sink:
                 os.replace(self.tmp, self.out)
             else:
                 os.unlink(self.tmp)
+        elif self.fourcc is None and not keep:
+            self._remove_dir()
 
 
 def run_stream(args) -> int:
@@ -113,20 +159,27 @@ def run_stream(args) -> int:
     sink = _Sink(args.output, a.fps)
     failed, ended, written = [], [], 0
     ok = False
+    total = min(a.count, b.count) if a.count and b.count else None
     try:
-        with _make_fuser(args) as fuser, tqdm(total=a.count, desc="stream", unit="frame", disable=args.quiet,
-                                              leave=False, file=sys.stderr) as bar:
+        with _make_fuser(args) as fuser, tqdm(total=total, desc="stream", unit="frame", disable=args.quiet,
+                                              leave=True, file=sys.stderr, dynamic_ncols=True) as bar:
             pairs = background(_pairs(a, b, ended), depth=2 * args.slots)
             for res in fuser.stream(pairs, slots=args.slots):
                 if res.ok:
-                    sink.write(res.index, res.fused)
-                    written += 1
-                else:
-                    failed.append(f"frame {res.index}: {res.error}")
+                    try:
+                        sink.write(res.index, res.fused)
+                        written += 1
+                    except InputError as e:
+                        res.error = e
+                if not res.ok:
+                    note = f"; {sink.fill()}" if sink.is_video else ""
+                    failed.append(f"frame {res.index}: {res.error}{note}")
                 bar.update()
         ok = True
     finally:
         sink.close(keep=ok and written > 0)
+    if not written and not failed:
+        failed.append(f"{args.stream[0]} and {args.stream[1]}: no frames to fuse")
     for msg in failed + ended:
         print(f"gacn-fuse: error: {msg}", file=sys.stderr)
     log.info("%d frames fused into %s, %d failed", written, args.output, len(failed))

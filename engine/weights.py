@@ -23,9 +23,19 @@ def cache_dir() -> Path:
     return Path(base) / "gacn-engine"
 
 
-def _manual_hint() -> str:
+# How a caller passes the checkpoint: a Python caller of Fuser, or the command line.
+_OPTION = {"python": "weights=", "cli": "--weights"}
+_PASS_IT = {"python": "Fuser(weights=PATH)", "cli": "--weights PATH"}
+
+
+def _manual_hint(caller: str) -> str:
     return (f"Download {OFFICIAL_URL} by hand (sha256 {OFFICIAL_SHA256}) and pass it with "
-            "--weights PATH or the GACN_WEIGHTS environment variable.")
+            f"{_PASS_IT[caller]} or the GACN_WEIGHTS environment variable.")
+
+
+def _error(make) -> CheckpointError:
+    """One CheckpointError worded for both callers: ``make(caller)`` builds each text."""
+    return CheckpointError(make("python"), cli_message=make("cli"))
 
 
 def download_official(dest: Path, url: str | None = None, timeout: float = 30.0) -> Path:
@@ -37,12 +47,12 @@ def download_official(dest: Path, url: str | None = None, timeout: float = 30.0)
             data = resp.read(OFFICIAL_SIZE * 4)
     except (urllib.error.URLError, OSError, ValueError) as e:
         reason = getattr(e, "reason", e)
-        raise CheckpointError(f"no --weights given and the checkpoint could not be downloaded from {url} "
-                              f"({reason}); you may be offline. {_manual_hint()}") from None
+        raise _error(lambda c: f"no {_OPTION[c]} given and the checkpoint could not be downloaded "
+                               f"from {url} ({reason}); you may be offline. {_manual_hint(c)}") from None
     digest = hashlib.sha256(data).hexdigest()
     if digest != OFFICIAL_SHA256:
-        raise CheckpointError(f"the file downloaded from {url} has sha256 {digest}, not the official "
-                              f"{OFFICIAL_SHA256}; it was not used. {_manual_hint()}")
+        raise _error(lambda c: f"the file downloaded from {url} has sha256 {digest}, not the official "
+                               f"{OFFICIAL_SHA256}; it was not used. {_manual_hint(c)}")
     dest.parent.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(dest, data)
     return dest
@@ -54,8 +64,8 @@ def resolve_weights(path: str | os.PathLike | None = None) -> Path:
     if explicit:
         p = Path(explicit).expanduser()
         if not p.is_file():
-            source = "--weights" if path else "GACN_WEIGHTS"
-            raise CheckpointError(f"{p}: no such checkpoint file (from {source})")
+            raise _error(lambda c: f"{p}: no such checkpoint file (from "
+                                   f"{_OPTION[c] if path else 'GACN_WEIGHTS'})")
         return p
     cached = cache_dir() / "GACN.pkl"
     if cached.is_file():

@@ -27,6 +27,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from engine import __version__  # noqa: E402
 from engine.errors import GacnError  # noqa: E402
 
 log = logging.getLogger("build_engine")
@@ -192,6 +193,7 @@ def main(argv=None) -> int:
     p.add_argument("--fp16-flag", action="store_true", help="TensorRT 10 only: build an FP32 graph with the FP16 flag")
     p.add_argument("--plugins", type=Path, help="libgacn_plugins.so (default: the one built in build/lib)")
     p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if not all(a <= b <= c for a, b, c in zip(args.min, args.opt, args.max)):

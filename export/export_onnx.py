@@ -23,6 +23,7 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
 
 import onnx  # noqa: E402
 
+from engine import __version__  # noqa: E402
 from engine.errors import GacnError  # noqa: E402
 from engine.imageio import write_bytes_atomic  # noqa: E402
 from engine.checkpoint import load_gacn, sha256_of  # noqa: E402
@@ -39,7 +40,6 @@ def sums_path(path: Path, block: int) -> Path:
 def export(weights: Path, output: Path, *, plugins: bool = False, fp16: bool = False,
            tile: bool = False) -> onnx.ModelProto:
     import json
-    from engine import __version__
     from engine.tiling import cse_weights
     params = load_gacn(weights)
     meta = {"gacn.checkpoint_sha256": sha256_of(weights), "gacn.exporter": f"gacn-engine {__version__}",
@@ -69,6 +69,7 @@ def main(argv=None) -> int:
     p.add_argument("--plugins", action="store_true", help="TensorRT graph: GacnActivity/GacnSpatialGate/GacnBoundaryRefine nodes")
     p.add_argument("--fp16", action="store_true", help="with --plugins: FP16 convolutions, plugins computing in FP32 inside")
     p.add_argument("--tile", action="store_true", help="the graphs of exact tiled execution: OUT and OUT.sums0-3")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.fp16 and not args.plugins:

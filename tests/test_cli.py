@@ -3,6 +3,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,16 +32,21 @@ def only_inputs(folder, allowed):
 
 
 def test_pair_with_maps(run, pair, tmp_path, data_dir):
+    """The written image and maps are the authors' outputs (FP32 tolerances), not just their shapes."""
+    from engine import metrics
     out, maps = tmp_path / "f.png", tmp_path / "m.npz"
     rc, _, err = run(*pair, "-o", out, "--save-maps", maps)
     assert rc == 0, err
     golden = read_image(data_dir / "golden" / "color_tid_t5_fused.png")
-    assert read_image(out).shape == golden.shape
     z = np.load(maps)
     g = np.load(data_dir / "golden" / "color_tid_t5_maps.npz")
     assert set(z.files) == {"decision", "mask"}
     for k in z.files:
         assert z[k].dtype == np.float32 and z[k].shape == g[k].shape
+    fused = read_image(out)
+    assert fused.dtype == golden.dtype and fused.shape == golden.shape
+    report = metrics.golden_report(fused, z["decision"], z["mask"], golden, g["decision"], g["mask"])
+    assert metrics.within(report, metrics.FP32), report
 
 
 def test_pairs_dir(run, data_dir, tmp_path):
@@ -140,16 +146,35 @@ def test_not_gacn_checkpoint(pair, tmp_path, capsys):
     assert not (tmp_path / "o.png").exists()
 
 
-def test_unwritable_output(run, pair, tmp_path):
+def _unwritable_targets(tmp_path):
+    """Folders this process cannot create files in: a read-only folder (not for root, whom
+    permission bits do not stop), and /proc and /sys, which refuse even root."""
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o500)
+    targets = [locked] if not os.access(locked, os.W_OK) else []
+    targets += [Path(p) for p in ("/proc", "/sys", "/proc/self") if os.path.isdir(p)]
+    return locked, targets
+
+
+def test_unwritable_output_is_refused_before_the_compute(run, pair, tmp_path, monkeypatch):
+    import engine.cli as cli
+
+    def no_compute(args):
+        raise AssertionError("the model was loaded before the unwritable output was found")
+    monkeypatch.setattr(cli, "_make_fuser", no_compute)
+    locked, targets = _unwritable_targets(tmp_path)
     try:
-        # root may write anywhere: /proc refuses even root
-        target = locked if not os.access(locked, os.W_OK) else "/proc/self"
-        rc, _, err = run(*pair, "-o", f"{target}/o.png")
-        assert rc == 2 and "not writable" in err, err
-        assert list(locked.iterdir()) == []
+        assert targets
+        for target in targets:
+            for option in ("-o", "--save-maps"):
+                args = ["-o", target / "o.png"] if option == "-o" else ["-o", tmp_path / "o.png", "--save-maps",
+                                                                        target / "m.npz"]
+                rc, _, err = run(*pair, *args)
+                assert rc == 2 and "not writable" in err and str(target) in err, (target, option, err)
+                assert err.count("\n") == 1, err
+                assert not (target / "o.png").exists() and not (target / "m.npz").exists()
+        assert list(locked.iterdir()) == [] and not (tmp_path / "o.png").exists()
     finally:
         locked.chmod(0o700)
 

@@ -25,11 +25,21 @@ def test_build_engine_without_tensorrt_exits_2(tmp_path):
 
 
 @pytest.mark.skipif(HAS_TRT, reason="checks the message shown when TensorRT is missing")
-def test_tensorrt_backend_without_tensorrt_is_a_clear_error(pair_paths, tmp_path, weights):
+def test_tensorrt_backend_without_tensorrt_is_a_clear_error(pair_paths, tmp_path, weights, capsys):
+    """An engine and its sidecar are there: what is missing is TensorRT, and the message says so."""
+    from engine import Fuser
     from engine.cli import main
+    plan = tmp_path / "e.plan"
+    plan.write_bytes(b"\0" * 64)
+    (tmp_path / "e.plan.json").write_text(json.dumps(META))
     rc = main([*map(str, pair_paths), "-o", str(tmp_path / "o.png"), "--backend", "tensorrt",
-               "--engine", str(tmp_path / "e.plan"), "--weights", str(weights), "-q"])
+               "--engine", str(plan), "--weights", str(weights), "-q"])
+    err = capsys.readouterr().err
     assert rc == 2 and not (tmp_path / "o.png").exists()
+    assert err.count("\n") == 1 and err.startswith("gacn-fuse: error: TensorRT is not installed"), err
+    assert "--backend torch-cuda or onnxruntime" in err, err
+    with pytest.raises(BackendError, match="^TensorRT is not installed"):
+        Fuser(engine=plan)  # auto picks tensorrt for an engine
 
 
 @pytest.fixture()

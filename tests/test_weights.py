@@ -46,8 +46,26 @@ def test_checksum_mismatch_is_refused(cache, tmp_path, monkeypatch):
     assert not cache.exists()
 
 
-def test_offline_message(cache, monkeypatch):
+def test_offline_message_for_python_callers(cache, monkeypatch):
     monkeypatch.setenv("GACN_WEIGHTS_URL", "http://127.0.0.1:9/GACN.pkl")
     with pytest.raises(CheckpointError) as e:
         W.resolve_weights()
-    assert "--weights" in str(e.value) and "GACN_WEIGHTS" in str(e.value) and "offline" in str(e.value)
+    text = str(e.value)
+    assert "offline" in text and "GACN_WEIGHTS" in text and "Fuser(weights=PATH)" in text, text
+    assert "--weights" not in text, text
+    assert "--weights PATH" in e.value.cli_message and "weights=" not in e.value.cli_message
+
+
+def test_offline_message_through_the_api_and_the_cli(cache, monkeypatch, data_dir, tmp_path, capsys):
+    from engine import Fuser
+    from engine.cli import main
+    monkeypatch.setenv("GACN_WEIGHTS_URL", "http://127.0.0.1:9/GACN.pkl")
+    with pytest.raises(CheckpointError, match=r"Fuser\(weights=PATH\)") as e:
+        Fuser("onnxruntime")
+    assert "--weights" not in str(e.value)
+    pair = [str(data_dir / "pairs" / f"color_tid_t5_{i}.png") for i in (1, 2)]
+    assert main([*pair, "-o", str(tmp_path / "o.png"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "no --weights given" in err and "--weights PATH" in err and "weights=" not in err, err
+    with pytest.raises(CheckpointError, match=r"from weights=\)"):
+        Fuser("onnxruntime", weights=tmp_path / "missing.pkl")
