@@ -204,7 +204,7 @@ def _dispatch(args, parser) -> int:
             return run_stack(args)
         if args.stream:
             from engine.stream_cli import run_stream
-            return run_stream(args)
+            return run_stream(args, _make_fuser)
         if pair_mode:
             a, b = (read_image(p) for p in args.sources)
             run_pair(args, a, b, names=args.sources)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.backends.base import sums_block
+from engine.variants import sums_block
 from engine.backends.onnxruntime import OnnxRuntimeRunner
 from engine.errors import BackendError
 

@@ -56,21 +56,37 @@ def check_sources(images, names=None) -> list[np.ndarray]:
     return imgs
 
 
-def luma(img: np.ndarray) -> np.ndarray:
+ROWS_PER_CHUNK = 64  # elementwise work runs in bands of rows: float temporaries stay a few MB at any size
+
+
+def bands(height: int):
+    """Row slices of ROWS_PER_CHUNK rows covering ``height``."""
+    for y in range(0, height, ROWS_PER_CHUNK):
+        yield slice(y, min(y + ROWS_PER_CHUNK, height))
+
+
+def luma(img: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Spec section 1: float32 luma in [0, 1], computed in float64 and rounded once."""
     peak = max_value(img.dtype)
-    if img.ndim == 2:
-        return img.astype(np.float32) / np.float32(peak)
-    rgb = img * (1.0 / peak)  # float64, as skimage's img_as_float
+    out = np.empty(img.shape[:2], np.float32) if out is None else out
     w = LUMA_WEIGHTS
-    return (rgb[..., 0] * w[0] + rgb[..., 1] * w[1] + rgb[..., 2] * w[2]).astype(np.float32)
+    for rows in bands(img.shape[0]):
+        if img.ndim == 2:
+            np.divide(img[rows], np.float32(peak), out=out[rows], dtype=np.float32)
+            continue
+        rgb = img[rows] * (1.0 / peak)  # float64, as skimage's img_as_float
+        out[rows] = rgb[..., 0] * w[0] + rgb[..., 1] * w[1] + rgb[..., 2] * w[2]
+    return out
 
 
-def blend(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def blend(a: np.ndarray, b: np.ndarray, mask: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Spec section 7 in float32: round(clip(M*A + (1-M)*B, 0, 1) * max), same dtype as the sources."""
-    peak = max_value(a.dtype)
-    m = mask if a.ndim == 2 else mask[:, :, None]
-    fa = a.astype(np.float32) / np.float32(peak)
-    fb = b.astype(np.float32) / np.float32(peak)
-    fused = m * fa + (np.float32(1) - m) * fb
-    return np.rint(np.clip(fused, 0, 1) * np.float32(peak)).astype(a.dtype)
+    peak = np.float32(max_value(a.dtype))
+    out = np.empty_like(a) if out is None else out
+    for rows in bands(a.shape[0]):
+        m = mask[rows] if a.ndim == 2 else mask[rows, :, None]
+        fa = a[rows].astype(np.float32) / peak
+        fb = b[rows].astype(np.float32) / peak
+        fused = m * fa + (np.float32(1) - m) * fb
+        out[rows] = np.rint(np.clip(fused, 0, 1) * peak)
+    return out

@@ -54,18 +54,26 @@ class Sequential:
         if self.fused.ndim == 2:
             return self.fused
         w = preprocess.LUMA_WEIGHTS.astype(np.float32)
-        f = self.fused
-        return w[0] * f[:, :, 0] + w[1] * f[:, :, 1] + w[2] * f[:, :, 2]
+        out = np.empty(self.fused.shape[:2], np.float32)
+        for rows in preprocess.bands(out.shape[0]):
+            f = self.fused[rows]
+            out[rows] = w[0] * f[:, :, 0] + w[1] * f[:, :, 1] + w[2] * f[:, :, 2]
+        return out
 
     def update(self, m: np.ndarray, frame: np.ndarray, i: int) -> None:
-        mm = m if frame.ndim == 2 else m[:, :, None]
-        self.fused = mm * self.fused + (np.float32(1) - mm) * (frame.astype(np.float32) / self.peak)
-        self.best *= np.clip(m, 0, 1)
-        w = np.float32(1) - np.clip(m, 0, 1)
+        for rows in preprocess.bands(m.shape[0]):  # bands: bounded float temporaries
+            mm = m[rows] if frame.ndim == 2 else m[rows, :, None]
+            self.fused[rows] = mm * self.fused[rows] + (np.float32(1) - mm) * (frame[rows].astype(np.float32) / self.peak)
+        mc = np.clip(m, 0, 1)
+        self.best *= mc
+        w = np.float32(1) - mc
         win = w > self.best
         np.copyto(self.best, w, where=win)
         self.index[win] = i
 
     @property
     def out(self) -> np.ndarray:
-        return np.rint(np.clip(self.fused, 0, 1) * self.peak).astype(self.dtype)
+        out = np.empty(self.fused.shape, self.dtype)
+        for rows in preprocess.bands(out.shape[0]):
+            out[rows] = np.rint(np.clip(self.fused[rows], 0, 1) * self.peak)
+        return out

@@ -151,9 +151,9 @@ class _Sink:
             self._remove_dir()
 
 
-def run_stream(args) -> int:
+def run_stream(args, make_fuser) -> int:
+    """``make_fuser(args)``: the CLI's Fuser factory (so this module needs nothing from engine.cli)."""
     from tqdm import tqdm
-    from engine.cli import _make_fuser
     from engine.prefetch import background
     a, b = (FrameSource(s) for s in args.stream)
     sink = _Sink(args.output, a.fps)
@@ -161,7 +161,7 @@ def run_stream(args) -> int:
     ok = False
     total = min(a.count, b.count) if a.count and b.count else None
     try:
-        with _make_fuser(args) as fuser, tqdm(total=total, desc="stream", unit="frame", disable=args.quiet,
+        with make_fuser(args) as fuser, tqdm(total=total, desc="stream", unit="frame", disable=args.quiet,
                                               leave=True, file=sys.stderr, dynamic_ncols=True) as bar:
             pairs = background(_pairs(a, b, ended), depth=2 * args.slots)
             for res in fuser.stream(pairs, slots=args.slots):

@@ -186,3 +186,46 @@ def test_outside_an_engine_profile_with_tiling_off_is_a_clear_error():
     with pytest.raises(InputError, match=r"3840x2160: outside the engine's profile.*tiling is off"):
         pipeline(_Runner(refuse), tile=0).plan(2, 2160, 3840, 0)
     assert pipeline(_Runner(refuse)).plan(2, 2160, 3840, 0).side is not None   # tiles instead
+
+
+def test_runners_implement_the_contract_they_are_called_through(params):
+    from engine.backends.base import DeviceRunner, HostRunner
+    from engine.backends.onnxruntime import OnnxRuntimeRunner
+    from engine.backends.tensorrt import TensorRTRunner
+    from engine.backends.torch_cuda import TorchCudaRunner
+    assert isinstance(OnnxRuntimeRunner(params=params), HostRunner)
+    assert isinstance(TorchCudaRunner(params), DeviceRunner)
+    assert isinstance(TensorRTRunner("missing.plan"), DeviceRunner)
+    assert not isinstance(OnnxRuntimeRunner(params=params), DeviceRunner)
+
+
+def test_no_import_cycles_and_the_runtime_never_imports_the_tools():
+    """Module-level imports of engine/ and export/ form no cycle; engine/ imports nothing of export/."""
+    import ast
+    from conftest import REPO
+    files = {".".join(p.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__"): p
+             for d in ("engine", "export") for p in (REPO / d).rglob("*.py")}
+    graph = {}
+    for name, path in files.items():
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in ("engine", "export"):
+                subs = {f"{node.module}.{a.name}" for a in node.names} & files.keys()
+                deps |= subs | ({node.module} if len(subs) < len(node.names) else set())
+            elif isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names} & files.keys()
+        graph[name] = deps & files.keys() - {name}
+    assert not [(m, d) for m, ds in graph.items() for d in ds if m.startswith("engine") and d.startswith("export")]
+    state = {}
+
+    def visit(node, path):
+        state[node] = "open"
+        for dep in graph[node]:
+            assert state.get(dep) != "open", "import cycle: " + " -> ".join(path + [dep])
+            if dep not in state:
+                visit(dep, path + [dep])
+        state[node] = "done"
+
+    for module in graph:
+        if module not in state:
+            visit(module, [module])

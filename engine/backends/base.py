@@ -1,4 +1,10 @@
-"""The runner contract and the choice among backends."""
+"""The runner contracts and the choice among backends.
+
+A runner runs the variants of engine.variants (whole frames, tiles, the tiles' CSE sums
+passes). Host runners take and return numpy arrays; device runners work on device buffers on
+the executor's stream. engine.host_executor and engine.device_executor call them through
+exactly these methods.
+"""
 from __future__ import annotations
 
 import ctypes.util
@@ -13,12 +19,6 @@ from engine.errors import BackendError
 log = logging.getLogger(__name__)
 
 BACKENDS = ("onnxruntime", "torch-cuda", "tensorrt")
-
-
-VARIANTS = ("whole", "tile", "sums0", "sums1", "sums2", "sums3")
-"""What a runner can run (engine/onnx_graph.py documents each one's tensors):
-``whole`` (luma -> decision, mask, CSE means in the network), ``tile`` (luma, cse -> decision,
-mask) and ``sums<k>`` (luma, cse of blocks < k, colmask -> sums of block k's output)."""
 
 
 @runtime_checkable
@@ -78,11 +78,6 @@ class DeviceRunner(Protocol):
     def unsupported(self, variant: str, frames: int, height: int, width: int) -> str | None: ...
 
     def deactivate(self) -> None: ...
-
-
-def sums_block(variant: str) -> int | None:
-    """k of a ``sums<k>`` variant, None for the others."""
-    return int(variant[4:]) if variant.startswith("sums") else None
 
 
 def _cuda_torch_available() -> bool:

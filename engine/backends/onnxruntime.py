@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from engine.backends.base import sums_block
+from engine.variants import sums_block
 from engine.errors import BackendError, CheckpointError
 from engine.tiling import cse_weights
 

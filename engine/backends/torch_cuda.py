@@ -13,7 +13,7 @@ import logging
 import numpy as np
 
 from engine import kernels as K
-from engine.backends.base import sums_block
+from engine.variants import sums_block
 from engine.errors import BackendError
 from engine.tiling import cse_weights
 
