@@ -13,14 +13,14 @@ from engine.quality_cli import main
 
 
 def integer_pair():
-    """A 24x20 texture from integer arithmetic only (no library version can change it); A has
-    its right half blurred, B its left half."""
-    y, x = np.mgrid[0:20, 0:24]
+    """A 32x28 texture from integer arithmetic only (no library version can change it); A has
+    its right third blurred, B its left third, the middle is sharp in both."""
+    y, x = np.mgrid[0:28, 0:32]
     sharp = ((x * 37 + y * y * 11 + x * y * 5) % 251).astype(np.uint8)
     s = sharp.astype(int)
     blur = ((s + np.roll(s, 1, 1) + np.roll(s, -1, 1) + np.roll(s, 1, 0) + np.roll(s, -1, 0)) // 5).astype(np.uint8)
     a, b = sharp.copy(), sharp.copy()
-    a[:, 12:] = blur[:, 12:]
+    a[:, 20:] = blur[:, 20:]
     b[:, :12] = blur[:, :12]
     return a, b, sharp
 
@@ -28,8 +28,8 @@ def integer_pair():
 # The toolbox's own code (zhengliu6699/imageFusionMetrics metricMI/metricChenBlum and
 # yuliu316316/MFIF metricXydeas/metricYang), run in GNU Octave 7.3 on integer_pair().
 TOOLBOX = {
-    "average": {"qabf": 0.7434089509, "nmi": 1.6149542708, "qy": 0.7947940171, "qcb": 0.8868113842},
-    "sharp": {"qabf": 0.7458497595, "nmi": 1.7605852359, "qy": 0.9630935996, "qcb": 0.9349675430},
+    "average": {"qabf": 0.8039601107, "nmi": 1.5455337631, "qy": 0.8646105420, "qcb": 0.9149192154},
+    "sharp": {"qabf": 0.8099033510, "nmi": 1.7459939248, "qy": 0.9925172484, "qcb": 0.9038098657},
 }
 
 
