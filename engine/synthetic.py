@@ -9,9 +9,9 @@ to the difference of inverse distances, i.e. linear in disparity, so a pixel at 
 seen with focus at ``f`` is blurred by a point-spread function of radius
 ``max_blur * |d - f|`` pixels. The depth range is cut into ``layers`` slabs composited back to
 front with premultiplied alpha ("over"): a near out-of-focus edge spreads over what is behind it,
-a near in-focus edge stays sharp over a blurred background. Each slab's colour is extended
-(push-pull fill) under the nearer slabs, so a blurred occluder reveals a plausible background
-instead of a dark seam.
+a near in-focus edge stays sharp over a blurred background. Each slab's colour is extended under
+the nearer slabs by its nearest visible pixel (a hidden surface continues its visible edge), so
+a blurred occluder reveals a plausible background instead of a dark seam.
 
 Then, per frame: focus breathing (magnification ``(1 + breathing) ** (i / (n - 1))`` about the
 image centre, frame 0 at 1, so frame 0 has the truth's geometry), optional random shifts,
@@ -66,24 +66,25 @@ class SyntheticStack:
 
 
 def _fill(values: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """Push-pull fill: ``values`` where ``weight`` (0..1) is 1, smoothly extended where it is 0."""
-    pre = values * (weight if values.ndim == 2 else weight[..., None])
-    if min(weight.shape) <= 4 or weight.min() >= 1:
-        total = float(weight.sum())
-        if total <= 0:
-            return np.zeros_like(values)
-        mean = pre.reshape(-1, *values.shape[2:]).sum(0) / total
-        out = np.where((weight if values.ndim == 2 else weight[..., None]) > 0,
-                       pre / np.maximum(weight, 1e-6)[(...,) + (None,) * (values.ndim - 2)], mean)
-        return out.astype(np.float32)
+    """Push-pull fill: ``values`` (H, W) or (H, W, C) where ``weight`` (0..1) is 1, smoothly
+    extended from the nearest known values where it is 0."""
+    v = values[..., None] if values.ndim == 2 else values
+    out = _push_pull(v.astype(np.float32) * weight[..., None], weight.astype(np.float32))
+    return out[..., 0] if values.ndim == 2 else out
+
+
+def _push_pull(pre: np.ndarray, weight: np.ndarray) -> np.ndarray:
     h, w = weight.shape
+    c = pre.shape[2]
+    if min(h, w) <= 4 or weight.min() >= 1:
+        total = float(weight.sum())
+        mean = pre.reshape(-1, c).sum(0) / total if total > 0 else np.zeros(c, np.float32)
+        return np.where(weight[..., None] > 0, pre / np.maximum(weight, 1e-6)[..., None], mean).astype(np.float32)
     size = ((w + 1) // 2, (h + 1) // 2)
     w2 = cv2.resize(weight, size, interpolation=cv2.INTER_AREA)
-    p2 = cv2.resize(pre, size, interpolation=cv2.INTER_AREA)
-    c2 = p2 / np.maximum(w2, 1e-6)[(...,) + (None,) * (values.ndim - 2)]
-    coarse = cv2.resize(_fill(c2.astype(np.float32), w2), (w, h), interpolation=cv2.INTER_LINEAR)
-    k = weight if values.ndim == 2 else weight[..., None]
-    return (pre + (1 - k) * coarse).astype(np.float32)
+    p2 = cv2.resize(pre, size, interpolation=cv2.INTER_AREA).reshape(size[1], size[0], c)
+    coarse = cv2.resize(_push_pull(p2, w2), (w, h), interpolation=cv2.INTER_LINEAR).reshape(h, w, c)
+    return (pre + (1 - weight[..., None]) * coarse).astype(np.float32)
 
 
 def psf(radius: float, kind: str = "disc") -> np.ndarray:
@@ -104,6 +105,17 @@ def psf(radius: float, kind: str = "disc") -> np.ndarray:
     return k / k.sum()
 
 
+def _extend(values: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """``values`` (H, W, C) where ``known``; elsewhere the nearest known pixel's value: a
+    hidden surface continues its visible edge."""
+    if known.all():
+        return values
+    _, labels = cv2.distanceTransformWithLabels((~known).astype(np.uint8), cv2.DIST_L2, 5,
+                                                labelType=cv2.DIST_LABEL_PIXEL)
+    ys, xs = np.nonzero(known)            # raster order = the order OpenCV numbers them in
+    return values[ys[labels - 1], xs[labels - 1]]
+
+
 class _Layers:
     """The depth slabs of one scene, prepared once and re-blurred for every focus setting."""
 
@@ -121,7 +133,7 @@ class _Layers:
             if not own.any():
                 continue
             alpha = (index >= k).astype(np.float32)       # the slab and everything in front of it
-            colour = _fill(img, own) if own.min() < 1 else img
+            colour = _extend(img, own > 0)
             centre = float(depth[index == k].mean())
             self.slabs.append((centre, np.dstack([colour * alpha[..., None], alpha]).astype(np.float32)))
 
