@@ -9,9 +9,9 @@ to the difference of inverse distances, i.e. linear in disparity, so a pixel at 
 seen with focus at ``f`` is blurred by a point-spread function of radius
 ``max_blur * |d - f|`` pixels. The depth range is cut into ``layers`` slabs composited back to
 front with premultiplied alpha ("over"): a near out-of-focus edge spreads over what is behind it,
-a near in-focus edge stays sharp over a blurred background. Each slab's colour is extended under
-the nearer slabs by its nearest visible pixel (a hidden surface continues its visible edge), so
-a blurred occluder reveals a plausible background instead of a dark seam.
+a near in-focus edge stays sharp over a blurred background. Behind an occluder, the hidden
+surface continues the nearest visible one (its depth slab and colour), so a blurred occluder
+reveals a plausible background instead of a dark seam.
 
 Then, per frame: focus breathing (magnification ``(1 + breathing) ** (i / (n - 1))`` about the
 image centre, frame 0 at 1, so frame 0 has the truth's geometry), optional random shifts,
@@ -105,19 +105,21 @@ def psf(radius: float, kind: str = "disc") -> np.ndarray:
     return k / k.sum()
 
 
-def _extend(values: np.ndarray, known: np.ndarray) -> np.ndarray:
-    """``values`` (H, W, C) where ``known``; elsewhere the nearest known pixel's value: a
-    hidden surface continues its visible edge."""
-    if known.all():
-        return values
-    _, labels = cv2.distanceTransformWithLabels((~known).astype(np.uint8), cv2.DIST_L2, 5,
+def _nearest(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(y, x) of the nearest pixel of ``mask`` for every pixel (itself where ``mask``)."""
+    _, labels = cv2.distanceTransformWithLabels((~mask).astype(np.uint8), cv2.DIST_L2, 5,
                                                 labelType=cv2.DIST_LABEL_PIXEL)
-    ys, xs = np.nonzero(known)            # raster order = the order OpenCV numbers them in
-    return values[ys[labels - 1], xs[labels - 1]]
+    ys, xs = np.nonzero(mask)             # raster order = the order OpenCV numbers them in
+    return ys[labels - 1], xs[labels - 1]
 
 
 class _Layers:
-    """The depth slabs of one scene, prepared once and re-blurred for every focus setting."""
+    """The depth slabs of one scene, prepared once and re-blurred for every focus setting.
+
+    Slab k holds its own pixels and, behind nearer ones, the hidden surface that continues it:
+    a hidden pixel belongs to slab k when the nearest pixel at slab k or farther lies in slab k
+    (so a continuous surface continues as itself behind an occluder, at one depth, and colours
+    are the nearest visible pixel's)."""
 
     def __init__(self, image: np.ndarray, depth: np.ndarray, layers: int):
         img = image.astype(np.float32)
@@ -129,12 +131,14 @@ class _Layers:
         index = np.clip(np.digitize(depth, edges[1:-1]), 0, layers - 1)
         self.slabs = []  # (centre nearness, premultiplied colour+alpha (H, W, C+1)), far to near
         for k in range(layers):
-            own = (index == k).astype(np.float32)
+            own = index == k
             if not own.any():
                 continue
-            alpha = (index >= k).astype(np.float32)       # the slab and everything in front of it
-            colour = _extend(img, own > 0)
-            centre = float(depth[index == k].mean())
+            behind = index <= k
+            ny, nx = (slice(None), slice(None)) if behind.all() else _nearest(behind)
+            alpha = ((index[ny, nx] == k) & ~(index < k)).astype(np.float32)
+            colour = img if behind.all() else img[ny, nx]
+            centre = float(depth[own].mean())
             self.slabs.append((centre, np.dstack([colour * alpha[..., None], alpha]).astype(np.float32)))
 
     def render(self, focus: float, max_blur: float, kind: str) -> np.ndarray:

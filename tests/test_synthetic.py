@@ -68,6 +68,22 @@ def test_blurred_background_has_no_seam_at_an_occluder():
     assert np.abs(near_focus[ring].astype(int) - 200).max() <= 1
 
 
+def test_hidden_surface_continues_at_its_own_depth():
+    """A background tilted in depth (top nearer) behind a disc: the nearer top rows must not
+    continue all the way behind the disc and, defocused, leak their colour over the farther
+    bottom rows beside it."""
+    h, w = 80, 100
+    yy, xx = np.mgrid[0:h, 0:w]
+    disc = (xx - 50) ** 2 + (yy - 40) ** 2 < 25 ** 2
+    img = np.where(yy < 40, 200, 50).astype(np.uint8)
+    img[disc] = 120
+    depth = np.where(disc, 1.0, 0.5 * (1 - yy / h)).astype(np.float32)
+    near_focus = S.render_stack(np.dstack([img] * 3), depth, 3, max_blur=8).frames[-1]
+    beside = np.zeros((h, w), bool)
+    beside[52:62, 76:82] = True            # right of the disc, well below the colour change
+    assert np.abs(near_focus[beside].astype(int) - 50).max() <= 2
+
+
 def test_breathing_exposure_and_noise():
     img = texture(60, 80, seed=2)
     depth = np.zeros((60, 80), np.float32)
