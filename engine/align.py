@@ -385,11 +385,21 @@ def warp(frame: np.ndarray, transform: Transform, size: tuple[int, int] | None =
             out = cv2.warpPerspective(frame, transform.matrix, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
     valid = coverage(transform, frame.shape[:2], (h, w))
     if not np.all(transform.gain == 1):
-        peak = preprocess.max_value(frame.dtype)
-        g = transform.gain.astype(np.float32)
-        f = out.astype(np.float32) * (g[0] if out.ndim == 2 else g)
-        out = np.clip(np.rint(f), 0, peak).astype(frame.dtype)
+        out = apply_gain(out, transform.gain)
     return out, valid
+
+
+def apply_gain(img: np.ndarray, gain: np.ndarray) -> np.ndarray:
+    """``img * gain`` per channel, rounded and clipped (a lookup table for 8-bit images)."""
+    if img.dtype == np.uint8:
+        lut = np.clip(np.rint(np.arange(256)[:, None] * np.asarray(gain, np.float64)[None, :]), 0, 255).astype(np.uint8)
+        if img.ndim == 2:
+            return cv2.LUT(img, lut[:, 0])
+        return cv2.LUT(img, lut[:, None, :] if lut.shape[1] == 3 else np.repeat(lut, 3, 1)[:, None, :])
+    peak = preprocess.max_value(img.dtype)
+    g = np.asarray(gain, np.float32)
+    f = img.astype(np.float32) * (g[0] if img.ndim == 2 else g)
+    return np.clip(np.rint(f), 0, peak).astype(img.dtype)
 
 
 def coverage(transform: Transform, frame_hw, size_hw) -> np.ndarray:
