@@ -15,8 +15,8 @@ pending intermediates (a binary-counter merge: a node is merged as soon as its s
 
 Measured (benchmarks/stack_quality.py, benchmarks/STACKS.md): ``focus_weights`` beats
 focus-stack by +2.1..+3.8 dB PSNR on every ground-truth stack (registered and with 3 %
-breathing), ``tree`` by -0.4..+1.5 dB, ``sequential`` by -1.4..+1.3 dB, the authors' calibration
-loses 3..12 dB; on the real stacks focus-weights shows no mosaic and no doubled edges. On
+breathing), ``tree`` by -0.4..+1.7 dB, ``sequential`` by -1.4..+1.6 dB, the authors' calibration
+loses 2.6..11.9 dB; on the real stacks focus-weights shows no mosaic and no doubled edges. On
 two-frame pairs GACN's own fusion stays best on the no-reference metrics.
 """
 from __future__ import annotations
