@@ -31,7 +31,9 @@ class CudaGacn:
     float16 decision path moves < 0.01 %. ``dtype`` is the decision path's.
     """
 
-    def __init__(self, params: dict[str, np.ndarray], lib: K.KernelLibrary, dtype, torch, device: str = "cuda"):
+    def __init__(self, params: dict[str, np.ndarray], lib: K.KernelLibrary, dtype, torch, device: str = "cuda",
+                 features: str | None = None):
+        from engine.backends.torch_cuda_features import make_feature_path
         from engine.folding import fold_conv_block
         self.t, self.lib, self.dtype = torch, lib, dtype
         self.on_gpu = device == "cuda"  # "cpu" with the CPU kernel library: how CI checks this class
@@ -53,6 +55,8 @@ class CudaGacn:
         self.cse = [(on(params[f"se_{i}.fc.0.weight"], f32), on(params[f"se_{i}.fc.2.weight"], f32)) for i in range(4)]
         self.dp = [conv(b, dtype, self.layout) for b in DECISION_BLOCKS]
         self.gate_w = [on(params[f"se_{i}.fc.0.weight"][0], f32) for i in range(4, 9)]
+        # features="fold"/"tc32" (or $GACN_FEATURES): the path without elementwise passes
+        self.feature_path = make_feature_path(self, features)
 
     def _stream(self) -> int:
         return self.t.cuda.current_stream().cuda_stream if self.on_gpu else 0
@@ -96,6 +100,8 @@ class CudaGacn:
     def __call__(self, luma):
         t = self.t
         k, _, h, w = luma.shape
+        if self.feature_path is not None:  # Bm straight in the decision path's dtype and layout
+            return self._decide(luma, self.feature_path.bm(luma))
         fa = t.empty((1, 64, h, w), device=luma.device, dtype=t.float32)
         fb = t.empty((k - 1, 64, h, w), device=luma.device, dtype=t.float32)
         self.features(luma[:1], fa)
@@ -104,7 +110,13 @@ class CudaGacn:
         bm = t.empty_like(fb)
         self.lib.activity(fa.data_ptr(), fb.data_ptr(), bm.data_ptr(), k - 1, 1, 64, h, w, K.F32, K.NCHW, self._stream())
         del fa, fb
-        x = self.gate(bm.to(self.dtype, memory_format=self.layout), 0)
+        return self._decide(luma, bm.to(self.dtype, memory_format=self.layout))
+
+    def _decide(self, luma, bm):
+        """Spec sections 5-6 from Bm (in the decision path's dtype and memory format)."""
+        t = self.t
+        k, _, h, w = luma.shape
+        x = self.gate(bm, 0)
         del bm
         for j, (w_, b_, bn) in enumerate(self.dp):
             x = self.gate(self._conv_relu(x, w_, b_), j + 1, bn=bn)
@@ -122,12 +134,15 @@ class TorchCudaRunner(Runner):
     name = "torch-cuda"
     on_device = True
 
-    def __init__(self, params, precision: str = "fp32", cuda_graphs: bool = True, device: int = 0):
+    def __init__(self, params, precision: str = "fp32", cuda_graphs: bool = True, device: int = 0,
+                 features: str | None = None):
+        from engine.backends.torch_cuda_features import feature_path_name
         if params is None:
             raise BackendError("the torch-cuda backend needs checkpoint parameters (--weights)")
         if precision not in ("fp32", "fp16"):
             raise BackendError(f"unsupported precision '{precision}' (fp32 or fp16)")
         self.params, self.precision, self.cuda_graphs, self.device = params, precision, cuda_graphs, device
+        self.features = feature_path_name(features)  # "default", "fold" or "tc32" (torch_cuda_features.py)
         self.net = None
         self._shapes: dict[tuple, dict] = {}
         self._current = None
@@ -146,8 +161,9 @@ class TorchCudaRunner(Runner):
         torch.backends.cuda.matmul.allow_tf32 = False
         lib = K.KernelLibrary.load("cuda")
         dtype = torch.float16 if self.precision == "fp16" else torch.float32
-        self.net = CudaGacn(self.params, lib, dtype, torch)
-        log.info("torch-cuda runner on %s (%s)", torch.cuda.get_device_name(self.device), self.precision)
+        self.net = CudaGacn(self.params, lib, dtype, torch, features=self.features)
+        log.info("torch-cuda runner on %s (%s, features %s)", torch.cuda.get_device_name(self.device), self.precision,
+                 self.features)
 
     def io(self, k: int, h: int, w: int) -> tuple[int, int, int]:
         """Device pointers (luma [k,1,h,w], D, M [k-1,1,h,w], float32) for this shape."""
