@@ -16,7 +16,7 @@
  * tile (image columns x0-4 .. x0+67, as the FMA kernel) in a plane padded to 1304 floats
  * (= 24 mod 32 banks: the A-fragment loads of a warp hit 32 different banks). The chunk's weights
  * are folded with the input's per-channel scale (w' = fl(w s)), split, and stored in fragment order
- * [tap][lane][8] so that one lane's B fragments of a tap are two 16-byte loads. Per tap and m-tile a
+ * [tap][hi, lo][lane][4] so that one lane's B fragments of a tap are two conflict-free 16-byte loads. Per tap and m-tile a
  * lane loads its 4 A values, splits them (hi = trunc, lo = rna(x - hi): 4 instructions each) and
  * issues 6 mma. Dynamic shared memory: 2 x (8 x 1304 + 9 x 32 x 8) floats = 101,888 B.
  *
@@ -43,7 +43,7 @@ constexpr int TC_PLANE = TC_ROWS * TC_LDX + 8;   // 1304 floats per staged chann
 constexpr int TC_PIECES = TC_LDX / 4;            // 16-byte pieces per staged row
 constexpr int TC_TAPS = 9;
 constexpr int TC_IN_FLOATS = TC_CK * TC_PLANE;   // one buffer's input tile
-constexpr int TC_B_FLOATS = TC_TAPS * 32 * 8;    // one buffer's B fragments [tap][lane][8]
+constexpr int TC_B_FLOATS = TC_TAPS * 2 * 32 * 4;  // one buffer's B fragments [tap][hi, lo][lane][4]
 constexpr int TC_BUF_FLOATS = TC_IN_FLOATS + TC_B_FLOATS;
 constexpr size_t TC_SMEM = 2 * TC_BUF_FLOATS * sizeof(float);
 
@@ -184,10 +184,11 @@ __global__ __launch_bounds__(TC_THREADS, 2) void conv3x3_tc_kernel(
             }
             float hi, lo;
             gacn_split_w(wv, &hi, &lo);
-            // B[k = kc][n = k]: lane 4 (k % 8) + kc % 4, register kc / 4, n-tile k / 8
-            float* f = sb + (tap * 32 + 4 * (k & 7) + (kc & 3)) * 8 + (k >> 3) * 2 + (kc >> 2);
+            // B[k = kc][n = k]: lane 4 (k % 8) + kc % 4, register kc / 4, n-tile k / 8; stored as
+            // [tap][hi, lo][lane][4] so that each of a lane's two 16-byte loads is conflict-free
+            float* f = sb + (tap * 64 + 4 * (k & 7) + (kc & 3)) * 4 + (k >> 3) * 2 + (kc >> 2);
             f[0] = hi;
-            f[4] = lo;
+            f[32 * 4] = lo;
         }
     };
 
@@ -199,13 +200,13 @@ __global__ __launch_bounds__(TC_THREADS, 2) void conv3x3_tc_kernel(
         __syncthreads();
 
         const float* si = smem + buf * TC_BUF_FLOATS;
-        const float4* sb4 = reinterpret_cast<const float4*>(si + TC_IN_FLOATS) + 2 * lane;
+        const float4* sb4 = reinterpret_cast<const float4*>(si + TC_IN_FLOATS) + lane;
         // This lane's A values: channel tq (and tq + 4), pixel g (and g + 8), tile row 2 warp.
         const float* sa = si + tq * TC_PLANE + 2 * warp * TC_LDX + g + 3;
 #pragma unroll 1
         for (int tap = 0; tap < TC_TAPS; ++tap) {
             const int dy = tap / 3, dx = tap - 3 * dy;
-            const float4 q0 = sb4[tap * 64], q1 = sb4[tap * 64 + 1];
+            const float4 q0 = sb4[tap * 64], q1 = sb4[tap * 64 + 32];
             TcB b;
             b.hi[0][0] = q0.x, b.hi[0][1] = q0.y, b.hi[1][0] = q0.z, b.hi[1][1] = q0.w;
             b.lo[0][0] = q1.x, b.lo[0][1] = q1.y, b.lo[1][0] = q1.z, b.lo[1][1] = q1.w;
