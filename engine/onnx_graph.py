@@ -63,11 +63,16 @@ class GacnGraph:
     images against the golden outputs, while a float16 decision path moves < 0.01 %.
     """
 
-    def __init__(self, params: dict[str, np.ndarray], plugins: bool = False, fp16: bool = False):
+    def __init__(self, params: dict[str, np.ndarray], plugins: bool = False, fp16: bool = False,
+                 feature_algo: int = 1):
         if fp16 and not plugins:
             raise ValueError("float16 is for the TensorRT plugin graph; the portable graph is float32")
+        if feature_algo not in (0, 1):
+            raise ValueError(f"feature_algo must be 0 (FP32 FMA) or 1 (3xTF32 tensor cores), not {feature_algo!r}")
         self.p, self.plugins, self.b = params, plugins, _Builder()
         self.wtype = np.float16 if fp16 else np.float32  # the decision path's type
+        self.feature_algo = feature_algo  # GacnFeatureConv's kernel (plugin graph)
+        self.scales = None  # plugin graph: the CSE scales [K, 64] beside the unscaled features
         self.value_info: list[onnx.ValueInfoProto] = []
 
     def declare(self, name: str, dtype: np.dtype, shape: list) -> str:
@@ -143,6 +148,8 @@ class GacnGraph:
     # -- the network ---------------------------------------------------------------------------
     def features(self, y):
         """Spec section 3, always float32 (see the class docstring)."""
+        if self.plugins:
+            return self.features_plugin(y)
         blocks, f32 = list(CONV_BLOCKS)[:4], np.float32
         f0 = self.channel_se(self.conv_block(y, blocks[0], f32), 0)
         f1 = self.channel_se(self.conv_block(f0, blocks[1], f32), 1)
@@ -152,10 +159,36 @@ class GacnGraph:
         f3 = self.channel_se(self.conv_block(c012, blocks[3], f32), 3)
         return self.b.op("Concat", [c012, f3], "features", axis=1)
 
+    def features_plugin(self, y):
+        """Spec section 3 as four GacnFeatureConv nodes (kernel ABI 3): each block reads the UNSCALED
+        outputs of the earlier blocks with their CSE scales as an input (folded into its weights)
+        and returns its own unscaled output u_k and scale s_k; no elementwise pass touches the
+        feature maps. Returns U = concat(u_0..u_3) [K,64,H,W]; S = concat(s_0..s_3) [K,64] goes
+        to ``self.scales`` for the activity."""
+        b, f32 = self.b, np.float32
+        frames = self.slice(b.op("Shape", [y]), 0, 1, 0)
+        shape = b.op("Concat", [frames, b.const([1], "one", np.int64)], axis=0)
+        ones = b.op("ConstantOfShape", [shape], "ones", value=helper.make_tensor("v", TensorProto.FLOAT, [1], [1.0]))
+        x, sc = y, ones  # block 0 reads the luma, unscaled
+        for i, blk in enumerate(list(CONV_BLOCKS)[:4]):
+            w, bias, rest, shift = fold_conv_block(self.p, blk)
+            ins = [x, b.const(w, "w"), b.const(bias, "b"), b.const(np.stack([rest, shift]), "bn"),
+                   b.const(self.p[f"se_{i}.fc.0.weight"], "fc1"), b.const(self.p[f"se_{i}.fc.2.weight"], "fc2"), sc]
+            u, s = b.op("GacnFeatureConv", ins, f"u{i}", n_out=2, domain=PLUGIN_DOMAIN, algo=self.feature_algo,
+                        plugin_version="1", plugin_namespace="")
+            self.declare(u, f32, ["frames", 16, "height", "width"])
+            self.declare(s, f32, ["frames", 16])
+            x = u if i == 0 else b.op("Concat", [x, u], f"u0{i}", axis=1)
+            sc = s if i == 0 else b.op("Concat", [sc, s], f"s0{i}", axis=1)
+        self.scales = sc
+        return x
+
     def activity(self, feats):
         fa, fb = self.slice(feats, 0, 1, 0), self.slice(feats, 1, 2 ** 62, 0)
         if self.plugins:
-            bm = self.b.op("GacnActivity", [fa, fb], "bm", domain=PLUGIN_DOMAIN, plugin_version="1", plugin_namespace="")
+            sa, sb = self.slice(self.scales, 0, 1, 0), self.slice(self.scales, 1, 2 ** 62, 0)
+            bm = self.b.op("GacnActivity", [fa, fb, sa, sb], "bm", domain=PLUGIN_DOMAIN, scaled=1, plugin_version="1",
+                           plugin_namespace="")
             bm = self.declare(bm, np.float32, ["pairs", 64, "height", "width"])
             return self.b.op("Cast", [bm], "bm16", to=TensorProto.FLOAT16) if self.wtype != np.float32 else bm
         b = self.b
@@ -235,9 +268,10 @@ class GacnGraph:
 
 
 def build_model(params: dict[str, np.ndarray], *, plugins: bool = False, fp16: bool = False,
-                metadata: dict[str, str] | None = None) -> onnx.ModelProto:
-    """The full GACN graph (see module docstring for I/O)."""
-    g = GacnGraph(params, plugins=plugins, fp16=fp16)
+                feature_algo: int = 1, metadata: dict[str, str] | None = None) -> onnx.ModelProto:
+    """The full GACN graph (see module docstring for I/O). ``feature_algo`` (plugin graph):
+    GacnFeatureConv's kernel, 1 = 3xTF32 tensor cores (FP32-level accuracy), 0 = FP32 FMA."""
+    g = GacnGraph(params, plugins=plugins, fp16=fp16, feature_algo=feature_algo)
     b = g.b
     luma = "luma"
     feats = g.features(luma)
