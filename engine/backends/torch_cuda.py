@@ -4,7 +4,8 @@ The float32 feature convolutions run as gacn_conv3x3_c16, the decision-path conv
 cuDNN (float16 channels_last, or float32); the activity step, the five
 spatial gates (with the preceding ReLU and BatchNorm fused in) and the boundary step run as
 the CUDA kernels of kernels/, called through ctypes on tensor pointers on the current stream.
-Each input shape is captured once as a CUDA graph and replayed after that.
+A shape's first run is eager; its second captures a CUDA graph and replays it, later runs replay
+(engine/backends/shape_cache.py: the four most recently used shapes stay captured).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import numpy as np
 
 from engine import kernels as K
 from engine.backends.base import Runner
+from engine.backends.shape_cache import CAPTURE, ShapeCache
 from engine.errors import BackendError
 
 log = logging.getLogger(__name__)
@@ -144,7 +146,7 @@ class TorchCudaRunner(Runner):
         self.params, self.precision, self.cuda_graphs, self.device = params, precision, cuda_graphs, device
         self.features = feature_path_name(features)  # "default", "fold" or "tc32" (torch_cuda_features.py)
         self.net = None
-        self._shapes: dict[tuple, dict] = {}
+        self._shapes = ShapeCache(capacity=4, graphs=cuda_graphs)  # LRU; eager, then capture + replay
         self._current = None
 
     def activate(self) -> None:
@@ -167,30 +169,27 @@ class TorchCudaRunner(Runner):
 
     def io(self, k: int, h: int, w: int) -> tuple[int, int, int]:
         """Device pointers (luma [k,1,h,w], D, M [k-1,1,h,w], float32) for this shape."""
-        key = (k, h, w)
-        if key not in self._shapes:
-            if len(self._shapes) >= 4:  # a few shapes stay warm; older ones free their graphs
-                self._shapes.pop(next(iter(self._shapes)))
-            t = self.torch
+        t = self.torch
+
+        def make():
             luma = t.zeros((k, 1, h, w), device="cuda", dtype=t.float32)
             d = t.zeros((k - 1, 1, h, w), device="cuda", dtype=t.float32)
-            self._shapes[key] = {"luma": luma, "d": d, "m": t.zeros_like(d), "graph": None, "runs": 0}
-        self._current = self._shapes[key]
-        s = self._current
+            return {"luma": luma, "d": d, "m": t.zeros_like(d)}
+        self._current = s = self._shapes.entry((k, h, w), make)
         return s["luma"].data_ptr(), s["d"].data_ptr(), s["m"].data_ptr()
 
     def enqueue(self, stream) -> None:
         t, s = self.torch, self._current
         with t.cuda.stream(t.cuda.ExternalStream(int(stream))):
+            action = self._shapes.action(s)
+            if action == CAPTURE:  # shape seen twice: capture it once, then replay that capture
+                s["graph"] = self._capture(s)
             if s["graph"] is not None:
                 s["graph"].replay()
                 return
-            d, m = self.net(s["luma"])
+            d, m = self.net(s["luma"])  # first run of a shape: eager, no capture to pay for
             s["d"].copy_(d)
             s["m"].copy_(m)
-            s["runs"] += 1
-            if self.cuda_graphs and s["runs"] == 2:  # shape seen twice: capture it
-                s["graph"] = self._capture(s)
 
     def _capture(self, s):
         t = self.torch
