@@ -31,7 +31,7 @@
 
 namespace {
 
-constexpr int TC_K = GACN_CONV_COUT;             // 16 output channels = two n-tiles of 8
+[[maybe_unused]] constexpr int TC_K = GACN_CONV_COUT;           // 16 output channels = two n-tiles of 8
 constexpr int TC_TW = GACN_CONV_TILE_W;          // 64 output columns per block
 constexpr int TC_TH = GACN_CONV_TILE_H;          // 16 output rows per block
 constexpr int TC_THREADS = 256;                  // 8 warps; warp w: tile rows 2w, 2w + 1
@@ -40,7 +40,7 @@ constexpr int TC_CK = 8;                         // input channels per chunk = k
 constexpr int TC_ROWS = TC_TH + 2;               // 18 staged rows: y0-1 .. y0+16
 constexpr int TC_LDX = TC_TW + 8;                // 72 staged columns: x0-4 .. x0+67
 constexpr int TC_PLANE = TC_ROWS * TC_LDX + 8;   // 1304 floats per staged channel
-constexpr int TC_PIECES = TC_LDX / 4;            // 16-byte pieces per staged row
+[[maybe_unused]] constexpr int TC_PIECES = TC_LDX / 4;      // 16-byte pieces per staged row
 constexpr int TC_TAPS = 9;
 constexpr int TC_IN_FLOATS = TC_CK * TC_PLANE;   // one buffer's input tile
 constexpr int TC_B_FLOATS = TC_TAPS * 2 * 32 * 4;  // one buffer's B fragments [tap][hi, lo][lane][4]
@@ -90,7 +90,7 @@ GACN_DEV void tc_mma(float (&d)[4], const float (&a)[4], const float (&b)[2]) {
 #endif
 
 /* acc[nt] += the six products of one k-step (tc_products order). */
-GACN_DEV void tc_mma3(float (&acc)[2][4], const TcA& a, const TcB& b, unsigned lane) {
+[[maybe_unused]] GACN_DEV void tc_mma3(float (&acc)[2][4], const TcA& a, const TcB& b, unsigned lane) {
 #if defined(GACN_EMU)
     struct Frags {
         TcA a;
