@@ -174,16 +174,22 @@ __global__ __launch_bounds__(TC_THREADS, 2) void conv3x3_tc_kernel(
             }
         }
         cv_commit();
-#pragma unroll 1
-        for (int e = t; e < TC_CK * TC_K * TC_TAPS; e += TC_THREADS) {
-            const int kc = e / (TC_K * TC_TAPS), k = (e / TC_TAPS) % TC_K, tap = e % TC_TAPS;
-            float wv = 0.0f;
-            if (kc < kn) {
-                wv = weight[((size_t)k * cin + c0 + kc) * TC_TAPS + tap];
-                if (scale != nullptr) wv = gacn_mul(wv, scale[c0 + kc]);
-            }
+        // All of this thread's weight (and scale) loads first, so that their latencies overlap.
+        constexpr int WITEMS = (TC_CK * TC_K * TC_TAPS + TC_THREADS - 1) / TC_THREADS;  // 5
+        float wv[WITEMS], sv[WITEMS];
+#pragma unroll
+        for (int i = 0; i < WITEMS; ++i) {
+            const int e = t + i * TC_THREADS, kc = e / (TC_K * TC_TAPS), k = (e / TC_TAPS) % TC_K, tap = e % TC_TAPS;
+            const bool ok = e < TC_CK * TC_K * TC_TAPS && kc < kn;
+            wv[i] = ok ? weight[((size_t)k * cin + c0 + kc) * TC_TAPS + tap] : 0.0f;
+            sv[i] = ok && scale != nullptr ? scale[c0 + kc] : 1.0f;
+        }
+#pragma unroll
+        for (int i = 0; i < WITEMS; ++i) {
+            const int e = t + i * TC_THREADS, kc = e / (TC_K * TC_TAPS), k = (e / TC_TAPS) % TC_K, tap = e % TC_TAPS;
+            if (e >= TC_CK * TC_K * TC_TAPS) continue;
             float hi, lo;
-            gacn_split_w(wv, &hi, &lo);
+            gacn_split_w(scale != nullptr ? gacn_mul(wv[i], sv[i]) : wv[i], &hi, &lo);
             // B[k = kc][n = k]: lane 4 (k % 8) + kc % 4, register kc / 4, n-tile k / 8; stored as
             // [tap][hi, lo][lane][4] so that each of a lane's two 16-byte loads is conflict-free
             float* f = sb + (tap * 64 + 4 * (k & 7) + (kc & 3)) * 4 + (k >> 3) * 2 + (kc >> 2);
