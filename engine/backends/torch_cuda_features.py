@@ -81,9 +81,10 @@ class ScaledFeatures:
         k, _, h, w = luma.shape
         dev = luma.device
         if scales is not None:
-            if tuple(scales.shape) != (k, BLOCKS, CH) or scales.dtype != t.float32 or not scales.is_contiguous():
-                raise ValueError(f"scales must be a contiguous float32 [{k}, {BLOCKS}, {CH}] tensor, "
-                                 f"got {tuple(scales.shape)} {scales.dtype}")
+            if (tuple(scales.shape) != (k, BLOCKS, CH) or scales.dtype != t.float32 or not scales.is_contiguous()
+                    or scales.device != dev):
+                raise ValueError(f"scales must be a contiguous float32 [{k}, {BLOCKS}, {CH}] tensor on {dev}, "
+                                 f"got {tuple(scales.shape)} {scales.dtype} on {scales.device}")
             s = scales
         else:
             s = t.empty((k, BLOCKS, CH), device=dev, dtype=t.float32)
