@@ -18,6 +18,11 @@
    warm-up) at 520x520, 1920x1080 and 3840x2160 with peak GPU memory, streaming against
    compute-only, and a 65-frame 1600x1200 stack fused from files.
 Prints the tables last; writes gpu_check.json and gpu_check.md under --out.
+
+Where one command may run at most ~10 minutes, split it with --skip, e.g. first
+``--skip memcheck,stack`` (build, checks, golden, timings, A/B, profile), then
+``--skip ops,golden,whole,timing,features,profile,stack`` (memcheck alone, the slowest part
+under the sanitizer); the build is reused when the library is already there.
 """
 from __future__ import annotations
 
