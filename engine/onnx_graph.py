@@ -186,11 +186,13 @@ class GacnGraph:
     def activity(self, feats):
         fa, fb = self.slice(feats, 0, 1, 0), self.slice(feats, 1, 2 ** 62, 0)
         if self.plugins:
+            # unscaled features with their scales; in an FP16 graph Bm leaves the plugin as FP16
+            # (out_half: the FP32 arithmetic's result rounded once, no Cast layer after it)
             sa, sb = self.slice(self.scales, 0, 1, 0), self.slice(self.scales, 1, 2 ** 62, 0)
-            bm = self.b.op("GacnActivity", [fa, fb, sa, sb], "bm", domain=PLUGIN_DOMAIN, scaled=1, plugin_version="1",
-                           plugin_namespace="")
-            bm = self.declare(bm, np.float32, ["pairs", 64, "height", "width"])
-            return self.b.op("Cast", [bm], "bm16", to=TensorProto.FLOAT16) if self.wtype != np.float32 else bm
+            half = int(self.wtype == np.float16)
+            bm = self.b.op("GacnActivity", [fa, fb, sa, sb], "bm", domain=PLUGIN_DOMAIN, scaled=1, out_half=half,
+                           plugin_version="1", plugin_namespace="")
+            return self.declare(bm, self.wtype, ["pairs", 64, "height", "width"])
         b = self.b
         # G = (F(j-1) - F)^2 + (F(i-1) - F)^2: each difference is one depthwise 2-tap conv.
         dx = self.conv(feats, np.tile(np.array([1, -1], np.float32).reshape(1, 1, 1, 2), (64, 1, 1, 1)), pad=(0, 1, 0, 0), group=64, hint="dx")

@@ -25,7 +25,8 @@ def _register() -> None:
     f32, i64, s = PyCustomOpDef.dt_float, PyCustomOpDef.dt_int64, PyCustomOpDef.dt_string
     plugin_attrs = {"plugin_version": s, "plugin_namespace": s}
 
-    @onnx_op(op_type="GacnActivity", inputs=[f32, f32, f32, f32], outputs=[f32], attrs={"scaled": i64, **plugin_attrs})
+    @onnx_op(op_type="GacnActivity", inputs=[f32, f32, f32, f32], outputs=[f32],
+             attrs={"scaled": i64, "out_half": i64, **plugin_attrs})
     def _activity(fa, fb, sa, sb, **_):  # the graph's scaled form (kernel ABI 3)
         return K.cpu_activity_scaled(fa, fb, sa, sb)
 

@@ -344,9 +344,10 @@ int main()
     IPluginCreatorV3One* convC = findCreator("GacnFeatureConv");
     check(refC->getFieldNames()->nbFields == 0, "GacnBoundaryRefine has no fields");
     PluginFieldCollection const* af = actC->getFieldNames();
-    check(af->nbFields == 1 && std::strcmp(af->fields[0].name, "scaled") == 0
-            && af->fields[0].type == PluginFieldType::kINT32,
-        "GacnActivity field scaled kINT32");
+    check(af->nbFields == 2 && std::strcmp(af->fields[0].name, "scaled") == 0
+            && af->fields[0].type == PluginFieldType::kINT32 && std::strcmp(af->fields[1].name, "out_half") == 0
+            && af->fields[1].type == PluginFieldType::kINT32,
+        "GacnActivity fields scaled, out_half kINT32");
     PluginFieldCollection const* cf = convC->getFieldNames();
     check(cf->nbFields == 1 && std::strcmp(cf->fields[0].name, "algo") == 0
             && cf->fields[0].type == PluginFieldType::kINT32,
@@ -393,9 +394,10 @@ int main()
     check(act.v3 && ref.v3, "GacnActivity and GacnBoundaryRefine created");
     {
         PluginFieldCollection const* as = act.runtime->getFieldsToSerialize();
-        check(as && as->nbFields == 1 && std::strcmp(as->fields[0].name, "scaled") == 0
-                && *static_cast<int32_t const*>(as->fields[0].data) == 0,
-            "GacnActivity serialises scaled = 0 (the default)");
+        check(as && as->nbFields == 2 && std::strcmp(as->fields[0].name, "scaled") == 0
+                && *static_cast<int32_t const*>(as->fields[0].data) == 0
+                && *static_cast<int32_t const*>(as->fields[1].data) == 0,
+            "GacnActivity serialises scaled = 0, out_half = 0 (the defaults)");
     }
     check(act.build->getWorkspaceSize(nullptr, 2, nullptr, 1) == 0, "no workspace");
 
@@ -578,6 +580,24 @@ int main()
         gGlobalLogger.messages.clear();
         check(sact.runtime->onShapeChange(rbad, 4, ro, 1) != 0 && gGlobalLogger.sawError("the scales must be"),
             "scaled activity: sb [2,48] for C = 64 rejected");
+
+        // out_half = 1: FP32 features in, HALF bm out (no Cast layer in FP16 engines)
+        PluginField hf[2] = {PluginField("scaled", &one, PluginFieldType::kINT32, 1),
+            PluginField("out_half", &one, PluginFieldType::kINT32, 1)};
+        PluginFieldCollection hfc{2, hf};
+        Plugin hact(actC->createPlugin("activity_half", &hfc, TensorRTPhase::kBUILD));
+        check(hact.v3 != nullptr && std::string(hact.build->getTimingCacheID()) == "gacn1;scaled=1;out_half=1",
+            "out_half = 1 created");
+        DataType const f4[] = {DataType::kFLOAT, DataType::kFLOAT, DataType::kFLOAT, DataType::kFLOAT};
+        check(hact.build->getOutputDataTypes(out, 1, f4, 4) == 0 && out[0] == DataType::kHALF, "out_half: bm HALF");
+        check(countCombinations(hact.build, 4, 1) == 2, "out_half: 2 combinations (FP32 or FP16 in, HALF out)");
+        PluginTensorDesc ho[1] = {desc({2, 64, 37, 53}, DataType::kHALF)};
+        check(hact.runtime->onShapeChange(rin, 4, ho, 1) == 0
+                && hact.runtime->enqueue(rin, ho, ins4, outs, nullptr, stream) == 0 && gCall.op == 4
+                && gCall.dtype == GACN_F32 && gCall.out_dtype == GACN_F16 && gCall.scale == ins4[2],
+            "out_half enqueue: FP32 in, F16 out");
+        PluginFieldCollection const* hs = hact.runtime->getFieldsToSerialize();
+        check(hs && hs->nbFields == 2 && *static_cast<int32_t const*>(hs->fields[1].data) == 1, "out_half serialised");
     }
 
     // ---- ABI 3: GacnFeatureConv ----

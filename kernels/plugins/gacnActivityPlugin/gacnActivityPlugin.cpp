@@ -16,14 +16,21 @@ namespace
 {
 constexpr char const* kNAME = "GacnActivity";
 constexpr char const* kSCALED = "scaled";
+constexpr char const* kOUT_HALF = "out_half";
+
+std::string cacheId(int32_t scaled, int32_t outHalf)
+{
+    return concat("gacn1", scaled ? ";scaled=1" : "", outHalf ? ";out_half=1" : "");
+}
 constexpr int32_t kFA = 0, kFB = 1, kSA = 2, kSB = 3; // positions in inOut; bm follows the inputs
 constexpr int32_t kNB_OUTPUTS = 1;
 
 } // namespace
 
-GacnActivityPlugin::GacnActivityPlugin(std::string layerName, int32_t scaled)
-    : GacnPluginBase(kNAME, std::move(layerName), scaled ? "gacn1;scaled=1" : "gacn1")
+GacnActivityPlugin::GacnActivityPlugin(std::string layerName, int32_t scaled, int32_t outHalf)
+    : GacnPluginBase(kNAME, std::move(layerName), cacheId(scaled, outHalf))
     , mScaled(scaled ? 1 : 0)
+    , mOutHalf(outHalf ? 1 : 0)
 {
 }
 
@@ -56,7 +63,7 @@ int32_t GacnActivityPlugin::getOutputDataTypes(nvinfer1::DataType* outputTypes, 
         GACN_PLUGIN_CHECK(nbInputs == 2
                 || (inputTypes[kSA] == nvinfer1::DataType::kFLOAT && inputTypes[kSB] == nvinfer1::DataType::kFLOAT),
             "the scales sa and sb must be FLOAT");
-        outputTypes[0] = inputTypes[kFB];
+        outputTypes[0] = mOutHalf ? nvinfer1::DataType::kHALF : inputTypes[kFB];
         return int32_t{0};
     });
 }
@@ -91,11 +98,15 @@ bool GacnActivityPlugin::supportsFormatCombination(
     {
         return false;
     }
-    if (pos == kSA || (pos == kSB && nbInputs == 4))
+    if (pos == nbInputs) // bm: fa's type, or HALF with out_half = 1
     {
-        return pos < nbInputs ? d.type == nvinfer1::DataType::kFLOAT : d.type == inOut[kFA].desc.type;
+        return d.type == (mOutHalf ? nvinfer1::DataType::kHALF : inOut[kFA].desc.type);
     }
-    // fa decides FP32 or FP16; fb and bm follow it.
+    if (pos == kSA || pos == kSB)
+    {
+        return d.type == nvinfer1::DataType::kFLOAT;
+    }
+    // fa decides FP32 or FP16; fb follows it.
     return pos == kFA ? isFloatOrHalf(d.type) : d.type == inOut[kFA].desc.type;
 }
 
@@ -167,11 +178,12 @@ int32_t GacnActivityPlugin::enqueue(nvinfer1::PluginTensorDesc const* inputDesc,
             return int32_t{0};
         }
         int32_t const dtype = kernelDtype(inputDesc[kFB].type);
-        int32_t const status = scaled
-            ? gacn_activity_scaled(inputs[kFA], inputs[kFB], static_cast<float const*>(inputs[kSA]),
-                static_cast<float const*>(inputs[kSB]), outputs[0], toKernelInt(fb.d[0], "N"),
+        int32_t const outDtype = kernelDtype(outputDesc[0].type); // HALF with out_half = 1: no Cast layer after
+        int32_t const status = scaled || outDtype != dtype
+            ? gacn_activity_scaled(inputs[kFA], inputs[kFB], scaled ? static_cast<float const*>(inputs[kSA]) : nullptr,
+                scaled ? static_cast<float const*>(inputs[kSB]) : nullptr, outputs[0], toKernelInt(fb.d[0], "N"),
                 toKernelInt(fa.d[0], "na"), toKernelInt(fb.d[1], "C"), toKernelInt(fb.d[2], "H"),
-                toKernelInt(fb.d[3], "W"), dtype, GACN_NCHW, dtype, GACN_NCHW, stream)
+                toKernelInt(fb.d[3], "W"), dtype, GACN_NCHW, outDtype, GACN_NCHW, stream)
             : gacn_activity(inputs[kFA], inputs[kFB], outputs[0], toKernelInt(fb.d[0], "N"),
                 toKernelInt(fa.d[0], "na"), toKernelInt(fb.d[1], "C"), toKernelInt(fb.d[2], "H"),
                 toKernelInt(fb.d[3], "W"), dtype, GACN_NCHW, stream);
@@ -186,6 +198,7 @@ nvinfer1::PluginFieldCollection const* GacnActivityPlugin::getFieldsToSerialize(
     return guarded(who(), "getFieldsToSerialize", static_cast<nvinfer1::PluginFieldCollection const*>(nullptr), [&] {
         mFields.clear();
         mFields.emplace_back(kSCALED, &mScaled, nvinfer1::PluginFieldType::kINT32, 1);
+        mFields.emplace_back(kOUT_HALF, &mOutHalf, nvinfer1::PluginFieldType::kINT32, 1);
         mFieldsToSerialize.nbFields = static_cast<int32_t>(mFields.size());
         mFieldsToSerialize.fields = mFields.data();
         return static_cast<nvinfer1::PluginFieldCollection const*>(&mFieldsToSerialize);
@@ -195,8 +208,9 @@ nvinfer1::PluginFieldCollection const* GacnActivityPlugin::getFieldsToSerialize(
 // ---------------------------------------------------------------------------------------------
 
 GacnActivityPluginCreator::GacnActivityPluginCreator() noexcept
-    : GacnPluginCreatorBase(kNAME, mFieldNames, 1)
-    , mFieldNames{nvinfer1::PluginField(kSCALED, nullptr, nvinfer1::PluginFieldType::kINT32, 1)}
+    : GacnPluginCreatorBase(kNAME, mFieldNames, 2)
+    , mFieldNames{nvinfer1::PluginField(kSCALED, nullptr, nvinfer1::PluginFieldType::kINT32, 1),
+          nvinfer1::PluginField(kOUT_HALF, nullptr, nvinfer1::PluginFieldType::kINT32, 1)}
 {
 }
 
@@ -208,7 +222,8 @@ nvinfer1::IPluginV3* GacnActivityPluginCreator::createPlugin(
         std::string const layer = name != nullptr ? name : "";
         std::string const who = concat(kNAME, "[", layer, "]");
         return guarded(who, "createPlugin", static_cast<nvinfer1::IPluginV3*>(nullptr), [&] {
-            int32_t scaled = 0; // default when the attribute is absent: the 2-input form
+            int32_t scaled = 0;  // default when the attribute is absent: the 2-input form
+            int32_t outHalf = 0; // default: bm has fa's type
             for (int32_t i = 0; fc != nullptr && i < fc->nbFields; ++i)
             {
                 nvinfer1::PluginField const& f = fc->fields[i];
@@ -217,13 +232,18 @@ nvinfer1::IPluginV3* GacnActivityPluginCreator::createPlugin(
                     scaled = readIntField(f);
                     GACN_PLUGIN_CHECK(scaled == 0 || scaled == 1, "field 'scaled' must be 0 or 1, got ", scaled);
                 }
+                else if (f.name != nullptr && std::strcmp(f.name, kOUT_HALF) == 0)
+                {
+                    outHalf = readIntField(f);
+                    GACN_PLUGIN_CHECK(outHalf == 0 || outHalf == 1, "field 'out_half' must be 0 or 1, got ", outHalf);
+                }
                 else
                 {
                     logMessage(Severity::kWARNING,
                         concat(who, " createPlugin: ignoring unknown field '", f.name != nullptr ? f.name : "", "'"));
                 }
             }
-            return static_cast<nvinfer1::IPluginV3*>(std::make_unique<GacnActivityPlugin>(layer, scaled).release());
+            return static_cast<nvinfer1::IPluginV3*>(std::make_unique<GacnActivityPlugin>(layer, scaled, outHalf).release());
         });
     }
     catch (...)

@@ -7,8 +7,10 @@
  *           features (kernel ABI 3: the CSE scales, never multiplied into the feature maps)
  *   output  bm [N, C,H,W] = sigmoid(1000 * boxsum11x11(G(sa fa) - G(sb fb)))
  * fa, fb, bm FP32 or FP16, linear (NCHW), all three of the same type; FP32 arithmetic inside.
- * Field: scaled (kINT32, 0 or 1, default 0): 1 for the 4-input form. Runs gacn_activity()
- * (2 inputs) or gacn_activity_scaled() (4 inputs).
+ * Fields: scaled (kINT32, 0 or 1, default 0): 1 for the 4-input form; out_half (kINT32, 0 or 1,
+ * default 0): 1 writes bm as HALF whatever fa's type (the FP16 decision path's input straight from
+ * FP32 features: no Cast layer). Runs gacn_activity() (2 inputs, bm of fa's type) or
+ * gacn_activity_scaled().
  */
 #ifndef GACN_ACTIVITY_PLUGIN_H
 #define GACN_ACTIVITY_PLUGIN_H
@@ -26,7 +28,7 @@ namespace plugin
 class GacnActivityPlugin final : public GacnPluginBase
 {
 public:
-    GacnActivityPlugin(std::string layerName, int32_t scaled);
+    GacnActivityPlugin(std::string layerName, int32_t scaled, int32_t outHalf);
     GacnActivityPlugin(GacnActivityPlugin const&) = default;
     ~GacnActivityPlugin() noexcept override = default;
 
@@ -65,7 +67,8 @@ private:
     //! 2 inputs (fa, fb), or 4 with scaled = 1 (fa, fb, sa, sb: kernel ABI 3), and one output.
     void checkIo(int32_t nbInputs, int32_t nbOutputs) const;
 
-    int32_t mScaled; // 1: inputs fa, fb, sa, sb
+    int32_t mScaled;  // 1: inputs fa, fb, sa, sb
+    int32_t mOutHalf; // 1: bm is HALF
     std::vector<nvinfer1::PluginField> mFields;
     nvinfer1::PluginFieldCollection mFieldsToSerialize{};
 };
@@ -78,7 +81,7 @@ public:
         char const* name, nvinfer1::PluginFieldCollection const* fc, nvinfer1::TensorRTPhase phase) noexcept override;
 
 private:
-    nvinfer1::PluginField mFieldNames[1];
+    nvinfer1::PluginField mFieldNames[2];
 };
 
 } // namespace plugin
