@@ -4,7 +4,9 @@
 inputs and compares it with a float64 PyTorch reference (export/model.py) under an error bound
 derived from FP32 rounding; outputs are poisoned (NaN, or a sentinel for integers) before each
 run so that an unwritten element fails. ``time_ops`` times the custom operations with CUDA
-events (median after warm-up) against the PyTorch ops they replace.
+events (median after warm-up) against the PyTorch ops they replace; ``time_abi3_ops`` and
+``time_feature_paths`` are the A/B of the ABI 3 kernels and feature paths against today's;
+``memcheck_command`` / ``parse_memcheck`` run the ABI 3 checks under compute-sanitizer.
 
 Both take ``device``: "cuda" with the CUDA library (device pointers, torch's current stream),
 or "cpu" with a host library ("cpu" or "emu", host pointers), which is how the CPU tests run this
@@ -119,6 +121,53 @@ def ref_conv3x3(torch, x, weight, bias, bn):
         tol = tol * scale.abs() + 2 * EPS32 * ((u * scale).abs() + (u * scale + shift).abs())
         u = u * scale + shift
     return u, tol + 1e-30
+
+
+def tc_steps(cin: int) -> tuple[int, int]:
+    """(products N, mma steps S) behind one output of the 3xTF32 kernel (chunks of 8 channels)."""
+    chunks = -(-cin // 8)
+    return 3 * 9 * 8 * chunks, 3 * 9 * chunks
+
+
+def feature_conv_factor(cin: int, algo_run: int, scaled: bool) -> float:
+    """|c - c64| <= factor * u * T (kernels/README.md, "Error bounds"): FFMA (9 cin + 2) (+1 for
+    the folded scale); 3XTF32 on the device 22 + 20.2 (S + 1) (any internal mma order/rounding)."""
+    if algo_run == K.CONV_FFMA:
+        return 9 * cin + 2 + (1 if scaled else 0)
+    return 22 + 20.2 * (tc_steps(cin)[1] + 1)
+
+
+def ref_feature_conv(torch, x, weight, bias, bn, in_scale, algo_run):
+    """u64 of gacn_feature_conv (s x exact) and its bound for the kernel that ran."""
+    import torch.nn.functional as F
+    cin = weight.shape[1]
+    xs = x.double()
+    if in_scale is not None:
+        xs = xs * in_scale.double()[:, :, None, None]
+    c = F.conv2d(xs, weight.double(), bias.double(), padding=1)
+    mag = F.conv2d(xs.abs(), weight.double().abs(), bias.double().abs(), padding=1)
+    tol = feature_conv_factor(cin, algo_run, in_scale is not None) * EPS32 * mag
+    u = c.clamp_min(0)
+    if bn is not None:
+        scale, shift = bn[0].double()[:, None, None], bn[1].double()[:, None, None]
+        tol = tol * scale.abs() + 2 * EPS32 * ((u * scale).abs() + (u * scale + shift).abs())
+        u = u * scale + shift
+    return u, tol + 1e-30
+
+
+def ref_activity_scaled(torch, fa, fb, sa, sb):
+    """Bm64 of the exactly scaled features (NCHW) and the activity's FP32 bound."""
+    fa, fb = fa.double(), fb.double()
+    if sa is not None:
+        fa = fa * sa.double()[:, :, None, None]
+    if sb is not None:
+        fb = fb * sb.double()[:, :, None, None]
+    return ref_activity(torch, fa, fb)
+
+
+def ref_cse(torch, ps, count, fc1, fc2):
+    mean = ps.double().sum(dim=1) / count
+    return torch.sigmoid(torch.relu(mean @ fc1.double().T) @ fc2.double().T)
 
 
 def ref_refine(torch, d4, ya, yb):
@@ -237,6 +286,133 @@ def check_conv3x3(lib, torch, x, cin, weight, bias, bn, inp, device) -> list[dic
     tot_ref = y64.sum(dim=(2, 3))
     tot_tol = (16 * 64 + blocks) * EPS32 * y64.abs().sum(dim=(2, 3)) + 1e-30
     rows.append(_row(name + " sums", K.F32, K.NCHW, inp, (n, cin, h, w), ps.double().sum(dim=1), tot_ref, tot_tol))
+    return rows
+
+
+def check_feature_conv(lib, torch, x, cin, weight, bias, bn, in_scale, algo, inp, device) -> list[dict]:
+    """gacn_feature_conv (ABI 3) reading the first ``cin`` channels of x with per-image input
+    scales (or None), into channels 16..31 of a poisoned [N,48,H,W] buffer; the bound is that of
+    the kernel that ran (lib.feature_conv_algo); partial sums against the output's sums."""
+    x = x.float().contiguous()
+    n, c, h, w = x.shape
+    weight, bias = weight.float().contiguous(), bias.float().contiguous()
+    bn = bn.float().contiguous() if bn is not None else None
+    sc = in_scale.float().contiguous() if in_scale is not None else None
+    out = torch.full((n, 48, h, w), float("nan"), dtype=torch.float32, device=x.device)
+    blocks = lib.conv3x3_c16_partials(h, w)
+    ps = torch.full((n, blocks, 16), float("nan"), dtype=torch.float32, device=x.device)
+    y = out[:, 16:32]
+    ran = lib.feature_conv_algo(cin, algo)
+    lib.feature_conv(x.data_ptr(), cin, sc.data_ptr() if sc is not None else 0, cin, weight.data_ptr(),
+                     bias.data_ptr(), bn.data_ptr() if bn is not None else 0, y.data_ptr(), ps.data_ptr(), n, h, w,
+                     c * h * w, 48 * h * w, algo, _stream(torch, device))
+    _sync(torch, device)
+    ref, tol = ref_feature_conv(torch, x[:, :cin], weight, bias, bn, sc, ran)
+    name = (f"feature_conv {'3xtf32' if ran == K.CONV_3XTF32 else 'ffma'} cin={cin}" + (" bn" if bn is not None else "")
+            + (" scaled" if sc is not None else ""))
+    rows = [_row(name, K.F32, K.NCHW, inp, (n, cin, h, w), y, ref, tol)]
+    rows[0]["ok"] = rows[0]["ok"] and bool(out[:, :16].isnan().all()) and bool(out[:, 32:].isnan().all())
+    rows[0]["algo_run"] = ran
+    y64 = y.double()
+    tot_tol = (16 * 64 + blocks) * EPS32 * y64.abs().sum(dim=(2, 3)) + 1e-30
+    rows.append(_row(name + " sums", K.F32, K.NCHW, inp, (n, cin, h, w), ps.double().sum(dim=1), y64.sum(dim=(2, 3)),
+                     tot_tol))
+    return rows
+
+
+def check_cse_scale(lib, torch, ps, count, fc1, fc2, inp, device) -> dict:
+    """gacn_cse_scale into slot 2 of a poisoned [N,4,16] scale tensor: 1 ulp of the float64 MLP."""
+    ps, fc1, fc2 = ps.float().contiguous(), fc1.float().contiguous(), fc2.float().contiguous()
+    n, blocks, _ = ps.shape
+    s = torch.full((n, 4, 16), float("nan"), dtype=torch.float32, device=ps.device)
+    lib.cse_scale(ps.data_ptr(), n, blocks, count, fc1.data_ptr(), fc2.data_ptr(), s[:, 2].data_ptr(), 64,
+                  _stream(torch, device))
+    _sync(torch, device)
+    ref = ref_cse(torch, ps, count, fc1, fc2)
+    row = _row("cse_scale", K.F32, None, inp, (n, blocks, 16), s[:, 2], ref, ref.abs() * 2.0 ** -22 + 1e-12)
+    others = torch.cat([s[:, :2], s[:, 3:]], 1)
+    row["ok"] = row["ok"] and bool(others.isnan().all())
+    return row
+
+
+def check_activity_scaled(lib, torch, fa, fb, sa, sb, in_dtype, in_layout, out_dtype, out_layout, inp,
+                          device) -> dict:
+    """gacn_activity_scaled: features (NCHW logical) stored in in_dtype/in_layout with scales
+    [na,C], [N,C]; Bm in out_dtype/out_layout, poisoned first."""
+    fa = _layout_tensor(torch, fa.to(_dtype(torch, in_dtype)), in_layout)
+    fb = _layout_tensor(torch, fb.to(_dtype(torch, in_dtype)), in_layout)
+    n, c, h, w = fb.shape
+    sa, sb = sa.float().contiguous(), sb.float().contiguous()
+    bm = _poison_like(torch, fb.to(_dtype(torch, out_dtype)), out_layout)
+    lib.activity_scaled(fa.data_ptr(), fb.data_ptr(), sa.data_ptr(), sb.data_ptr(), bm.data_ptr(), n, fa.shape[0], c, h,
+                        w, in_dtype, in_layout, out_dtype, out_layout, _stream(torch, device))
+    _sync(torch, device)
+    ref, tol = ref_activity_scaled(torch, fa, fb, sa, sb)
+    name = f"activity_scaled {_NAMES[in_dtype]} {_LAYOUT_NAMES[in_layout]} -> {_NAMES[out_dtype]}"
+    return _row(name, out_dtype, out_layout, inp, fb.shape, bm, ref, tol + _out_rounding(ref, out_dtype))
+
+
+_NAMES = {K.F16: "f16", K.F32: "f32"}
+_LAYOUT_NAMES = {K.NCHW: "NCHW", K.NHWC: "NHWC"}
+
+
+def check_abi3_ops(lib, torch, data: Path | None = None, device: str = "cuda", quick: bool = False,
+                   real: dict | None = None) -> list[dict]:
+    """The ABI 3 operations (gacn_feature_conv both algorithms, gacn_cse_scale,
+    gacn_activity_scaled) against their float64 references; sizes cross every tile edge."""
+    gen = torch.Generator().manual_seed(20261201)
+    dev = device
+
+    def randn(*shape, scale=1.0):
+        return (torch.randn(*shape, generator=gen) * scale).to(dev)
+
+    def uniform(*shape, lo=0.05, hi=1.0):
+        return (torch.rand(*shape, generator=gen) * (hi - lo) + lo).to(dev)
+
+    if real is None and data is not None:
+        real = real_inputs(torch, Path(data), dev, crop=(48, 72) if quick else None)
+    rows: list[dict] = []
+    # quick (emulators): one image of 17 x 68 (2 x 2 tiles), fewer cases; else 2 x 67 x 260 (vector staging)
+    n, ch, cw = (1, 17, 68) if quick else (2, 67, 260)
+    cases = ((16, True, True, False), (32, False, True, False), (48, True, True, False), (17, True, True, True),
+             (8, True, False, False), (3, True, True, False))
+    for algo in (K.CONV_FFMA, K.CONV_3XTF32):
+        for cin, bn, scaled, odd in cases:
+            if quick and cin in ((32, 48, 8) if algo == K.CONV_3XTF32 else (32, 48, 8, 17)):
+                continue
+            x = randn(n, 64, ch, cw - 1 if odd else cw)  # odd width: scalar staging
+            weight = randn(16, cin, 3, 3, scale=1 / (9 * cin) ** 0.5)
+            bnp = torch.stack([torch.rand(16, generator=gen) * 3.5 - 1.5, torch.randn(16, generator=gen) * 0.2]).to(dev)
+            rows.extend(check_feature_conv(lib, torch, x, cin, weight, randn(16, scale=0.1), bnp if bn else None,
+                                           uniform(n, cin) if scaled else None, algo, "random", dev))
+        if real is not None:
+            f = real["f"][:1, :, :16, :64] if quick else real["f"]
+            for i, cin in enumerate((16, 32, 48), 1):
+                if quick and (algo == K.CONV_FFMA or cin != 48):
+                    continue
+                m = f.shape[0]
+                if not quick:
+                    rows.extend(check_feature_conv(lib, torch, f, cin, real["fe_w"][i], real["fe_b"][i],
+                                                   real["fe_bn"][i], None, algo, "real", dev))
+                rows.extend(check_feature_conv(lib, torch, f, cin, real["fe_w"][i], real["fe_b"][i], real["fe_bn"][i],
+                                               uniform(m, cin, lo=0.5), algo, "real", dev))
+    for nb, blocks, count in ((1, 8100, 8294400), (3, 7, 1000)):
+        rows.append(check_cse_scale(lib, torch, uniform(nb, blocks, 16, lo=0.0, hi=900.0), count, randn(2, 16),
+                                    randn(16, 2), "random", dev))
+    c, ah, aw = (16, 13, 47) if quick else (64, 131, 263)  # crosses 121-row bands and every tile's strips
+    combos = ((K.F32, K.NCHW, K.F16, K.NHWC), (K.F32, K.NCHW, K.F32, K.NHWC), (K.F32, K.NCHW, K.F32, K.NCHW),
+              (K.F32, K.NCHW, K.F16, K.NCHW), (K.F16, K.NHWC, K.F16, K.NHWC), (K.F16, K.NCHW, K.F32, K.NHWC))
+    for combo in combos[:1] + combos[4:5] if quick else combos:  # emulators: tests/test_kernels_tc.py has the rest
+        rows.append(check_activity_scaled(lib, torch, randn(1, c, ah, aw, scale=0.1), randn(2, c, ah, aw, scale=0.1),
+                                          uniform(1, c, lo=0.2), uniform(2, c, lo=0.2), *combo, "random", dev))
+    # channel tail of the NCHW -> NHWC tile (C = 20: groups of 8) and odd width
+    rows.append(check_activity_scaled(lib, torch, randn(1, 20, 17, 51, scale=0.1), randn(1, 20, 17, 51, scale=0.1),
+                                      uniform(1, 20), uniform(1, 20), K.F32, K.NCHW, K.F16, K.NHWC, "random", dev))
+    if real is not None:
+        f = real["f"][:, :8, :12, :50] if quick else real["f"]
+        rows.append(check_activity_scaled(lib, torch, f[:1], f[1:], uniform(1, f.shape[1], lo=0.9, hi=1.1),
+                                          uniform(1, f.shape[1], lo=0.9, hi=1.1), K.F32, K.NCHW, K.F16, K.NHWC, "real",
+                                          dev))
     return rows
 
 
@@ -375,6 +551,7 @@ def check_ops(lib, torch, data: Path | None = None, device: str = "cuda", quick:
         if real is not None:
             rows.extend(check_refine(lib, torch, real["d4"], real["luma"][:1], real["luma"][1:], kdtype, "real", dev))
     rows.extend(check_pixels(lib, torch, gen, dev))
+    rows.extend(check_abi3_ops(lib, torch, device=dev, quick=quick, real=real))
     bad = [r for r in rows if not r["ok"]]
     log.info("%d op checks, %d failed", len(rows), len(bad))
     return rows
@@ -462,6 +639,120 @@ def _time_conv3x3(lib, torch, h, w, cin, dev, reps, warmup):
     return k_ms, t_ms, h * w * 4 * (cin + 16), 2 * 16 * cin * 9 * h * w
 
 
+def _time_feature_conv(lib, torch, h, w, cin, algo, dev, reps, warmup):
+    """One frame's feature block cin -> 16 through gacn_feature_conv (input scales folded in,
+    partial sums on) vs today's gacn_conv3x3_c16 on the same buffers. Returns (ms, baseline ms,
+    FLOPs of the convolution, kernel that ran)."""
+    buf = torch.randn(1, 64, h, w, device=dev)
+    wt = torch.randn(16, cin, 3, 3, device=dev) / (9 * cin) ** 0.5
+    b = torch.randn(16, device=dev) * 0.1
+    bn = torch.stack([torch.rand(16, device=dev) + 0.5, torch.randn(16, device=dev) * 0.1]).contiguous()
+    sc = torch.rand(1, cin, device=dev) + 0.5
+    y = torch.empty(1, 16, h, w, device=dev)
+    ps = torch.empty(1, lib.conv3x3_c16_partials(h, w), 16, device=dev)
+    stream = _stream(torch, dev)
+    k_ms = _median_ms(torch, lambda: lib.feature_conv(buf.data_ptr(), cin, sc.data_ptr(), cin, wt.data_ptr(),
+                                                      b.data_ptr(), bn.data_ptr(), y.data_ptr(), ps.data_ptr(), 1, h, w,
+                                                      64 * h * w, 16 * h * w, algo, stream), dev, reps, warmup)
+    base_ms = _median_ms(torch, lambda: lib.conv3x3_c16(buf.data_ptr(), cin, wt.data_ptr(), b.data_ptr(),
+                                                        bn.data_ptr(), y.data_ptr(), ps.data_ptr(), 1, h, w, 64 * h * w,
+                                                        16 * h * w, stream), dev, reps, warmup)
+    return k_ms, base_ms, 2 * 16 * cin * 9 * h * w, lib.feature_conv_algo(cin, algo)
+
+
+def _time_activity_scaled(lib, torch, h, w, dev, reps, warmup):
+    """C = 64 pair, float32 NCHW unscaled features -> float16 NHWC Bm in one kernel, vs today's
+    gacn_activity (float32 NCHW) + the conversion to float16 channels_last."""
+    fa = torch.randn(1, 64, h, w, device=dev) * 0.1
+    fb = torch.randn(1, 64, h, w, device=dev) * 0.1
+    sa, sb = torch.rand(1, 64, device=dev) + 0.5, torch.rand(1, 64, device=dev) + 0.5
+    bm16 = torch.empty(1, 64, h, w, device=dev, dtype=torch.float16, memory_format=torch.channels_last)
+    bm32 = torch.empty_like(fa)
+    stream = _stream(torch, dev)
+    k_ms = _median_ms(torch, lambda: lib.activity_scaled(fa.data_ptr(), fb.data_ptr(), sa.data_ptr(), sb.data_ptr(),
+                                                         bm16.data_ptr(), 1, 1, 64, h, w, K.F32, K.NCHW, K.F16, K.NHWC,
+                                                         stream), dev, reps, warmup)
+
+    def today():
+        lib.activity(fa.data_ptr(), fb.data_ptr(), bm32.data_ptr(), 1, 1, 64, h, w, K.F32, K.NCHW, stream)
+        return bm32.to(torch.float16, memory_format=torch.channels_last)
+    base_ms = _median_ms(torch, today, dev, reps, warmup)
+    return k_ms, base_ms, fa.numel() * 4 * 2 + bm16.numel() * 2
+
+
+def _time_cse(lib, torch, h, w, dev, reps, warmup):
+    """gacn_cse_scale vs today's torch ops on the partial sums (sum, mean, two matmuls, sigmoid)."""
+    blocks = lib.conv3x3_c16_partials(h, w)
+    ps = torch.rand(1, blocks, 16, device=dev)
+    fc1, fc2 = torch.randn(2, 16, device=dev), torch.randn(16, 2, device=dev)
+    s = torch.empty(1, 4, 16, device=dev)
+    stream = _stream(torch, dev)
+    k_ms = _median_ms(torch, lambda: lib.cse_scale(ps.data_ptr(), 1, blocks, h * w, fc1.data_ptr(), fc2.data_ptr(),
+                                                   s.data_ptr(), 64, stream), dev, reps, warmup)
+    base_ms = _median_ms(torch, lambda: torch.sigmoid(torch.relu((ps.sum(1) / (h * w)) @ fc1.T) @ fc2.T), dev, reps,
+                         warmup)
+    return k_ms, base_ms
+
+
+def time_abi3_ops(lib, torch, sizes=((520, 520), (1080, 1920), (2160, 3840)), device: str = "cuda", reps: int = 20,
+                  warmup: int = 5) -> list[dict]:
+    """A/B of the ABI 3 kernels against what they replace, same buffers, same run: median ms,
+    ``baseline_ms`` (today's), ``speedup`` = baseline / new, TFLOP/s for the convolutions."""
+    rows = []
+    for h, w in sizes:
+        size = f"{w}x{h}"
+        for cin in (16, 32, 48):
+            for algo, name in ((K.CONV_FFMA, "ffma"), (K.CONV_3XTF32, "3xtf32")):
+                k_ms, base_ms, flops, ran = _time_feature_conv(lib, torch, h, w, cin, algo, device, reps, warmup)
+                rows.append({"op": "feature_conv", "variant": f"{name} cin={cin} scaled (vs conv3x3_c16)",
+                             "size": size, "kernel_ms": k_ms, "baseline_ms": base_ms, "speedup": base_ms / k_ms,
+                             "kernel_TFLOPs": flops / k_ms / 1e9, "algo_run": ran})
+        k_ms, base_ms, nbytes = _time_activity_scaled(lib, torch, h, w, device, reps, warmup)
+        rows.append({"op": "activity_scaled", "variant": "f32 NCHW -> f16 NHWC (vs activity + conversion)",
+                     "size": size, "kernel_ms": k_ms, "baseline_ms": base_ms, "speedup": base_ms / k_ms,
+                     "kernel_GBps": nbytes / k_ms / 1e6})
+        k_ms, base_ms = _time_cse(lib, torch, h, w, device, reps, warmup)
+        rows.append({"op": "cse_scale", "variant": "partials -> s (vs torch ops)", "size": size, "kernel_ms": k_ms,
+                     "baseline_ms": base_ms, "speedup": base_ms / k_ms})
+        if device == "cuda":
+            torch.cuda.empty_cache()
+    return rows
+
+
+def time_feature_paths(torch, nets: dict, sizes=((520, 520), (1080, 1920), (2160, 3840)), device: str = "cuda",
+                       reps: int = 10, warmup: int = 3) -> list[dict]:
+    """Features + activity of one pair (luma [2,1,H,W] -> Bm in the decision dtype/layout) per
+    feature path, A/B in the same run. ``nets``: {"default": CudaGacn, "tc32": CudaGacn, ...} of one
+    precision; the default path's time is the baseline."""
+    rows = []
+    for h, w in sizes:
+        luma = torch.rand(2, 1, h, w, device=device)
+        times = {}
+        for name, net in nets.items():
+            if net.feature_path is None:
+                def run(net=net):
+                    fa = torch.empty(1, 64, h, w, device=device)
+                    fb = torch.empty(1, 64, h, w, device=device)
+                    net.features(luma[:1], fa)
+                    net.features(luma[1:], fb)
+                    bm = torch.empty_like(fb)
+                    net.lib.activity(fa.data_ptr(), fb.data_ptr(), bm.data_ptr(), 1, 1, 64, h, w, K.F32, K.NCHW,
+                                     net._stream())
+                    return bm.to(net.dtype, memory_format=net.layout)
+            else:
+                def run(net=net):
+                    return net.feature_path.bm(luma)
+            with torch.no_grad():
+                times[name] = _median_ms(torch, run, device, reps, warmup)
+        base = times.get("default")
+        for name, ms in times.items():
+            rows.append({"op": "feature_path", "variant": name, "size": f"{w}x{h}", "kernel_ms": ms,
+                         "baseline_ms": base, "speedup": base / ms if base else None})
+        if device == "cuda":
+            torch.cuda.empty_cache()
+    return rows
+
+
 def _time_refine(lib, torch, h, w, dev, reps, warmup):
     """FP16 d4; torch: the model's boundary_refine in FP32."""
     from export import model as M
@@ -527,3 +818,30 @@ def time_ops(lib, torch, sizes=((520, 520), (1080, 1920), (2160, 3840)), device:
         if device == "cuda":
             torch.cuda.empty_cache()
     return rows
+
+
+# ---- compute-sanitizer memcheck of the ABI 3 kernels --------------------------------------------------------
+MEMCHECK_SCRIPT = (
+    "import sys, torch; sys.path[:0] = [{repo!r}, {bench!r}]; import gpu_ops; from engine import kernels as K; "
+    "rows = gpu_ops.check_abi3_ops(K.KernelLibrary.load('cuda'), torch, quick=True); "
+    "bad = [r for r in rows if not r['ok']]; print('MEMCHECK_ROWS', len(rows), 'BAD', len(bad)); "
+    "sys.exit(4 if bad else 0)")
+
+
+def memcheck_command(sanitizer: str, python: str, repo: Path, tool: str = "memcheck") -> list[str]:
+    """argv running check_abi3_ops(quick=True) on the CUDA library under compute-sanitizer."""
+    bench = Path(repo) / "benchmarks"
+    return [sanitizer, "--tool", tool, "--error-exitcode", "3", "--print-limit", "20", python, "-c",
+            MEMCHECK_SCRIPT.format(repo=str(repo), bench=str(bench))]
+
+
+def parse_memcheck(returncode: int, output: str) -> dict:
+    """The sanitizer's verdict: its ERROR SUMMARY count, the check rows' count and failures."""
+    import re
+    m = re.search(r"ERROR SUMMARY: (\d+) error", output)
+    rows = re.search(r"MEMCHECK_ROWS (\d+) BAD (\d+)", output)
+    errors = int(m.group(1)) if m else None
+    res = {"returncode": returncode, "sanitizer_errors": errors, "checks": int(rows.group(1)) if rows else None,
+           "checks_failed": int(rows.group(2)) if rows else None}
+    res["ok"] = returncode == 0 and errors == 0 and res["checks_failed"] == 0 and bool(res["checks"])
+    return res

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 F32, F16 = 0, 1
 NCHW, NHWC = 0, 1
 ERR_INVALID = -1
-ABI_VERSION = 2
+ABI_VERSION = 3
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_LIB_DIR = Path(__file__).resolve().parent / "_libs"  # filled by the wheel build (setup.py)
 BUILD_HINT = "cmake -S . -B build && cmake --build build -j"
@@ -108,8 +108,13 @@ _SIGNATURES = {  # argument order of gacn_kernels.h, stream last
     "stack_first": [_P, _P, _P, _P, _P, _P, _P, _I, _I, _I, _I, _P],
     "stack_next": [_P, _P, _I, _P, _P, _P, _P, _I, _I, _I, _I, _P],
     "conv3x3_c16": [_P, _I, _P, _P, _P, _P, _P, _I, _I, _I, _L, _L, _P],
+    # ABI 3
+    "feature_conv": [_P, _I, _P, _L, _P, _P, _P, _P, _P, _I, _I, _I, _L, _L, _I, _P],
+    "cse_scale": [_P, _I, _I, _L, _P, _P, _P, _L, _P],
+    "activity_scaled": [_P, _P, _P, _P, _P, _I, _I, _I, _I, _I, _I, _I, _I, _I, _P],
 }
 CONV_COUT = 16  # output channels of gacn_conv3x3_c16
+CONV_FFMA, CONV_3XTF32 = 0, 1  # algorithms of gacn_feature_conv
 
 
 class KernelLibrary:
@@ -135,6 +140,8 @@ class KernelLibrary:
             self._fn[name] = fn
         self._dll.gacn_conv3x3_c16_partials.argtypes = [_I, _I]
         self._dll.gacn_conv3x3_c16_partials.restype = ctypes.c_size_t
+        self._dll.gacn_feature_conv_algo.argtypes = [_I, _I]
+        self._dll.gacn_feature_conv_algo.restype = ctypes.c_int
 
     @classmethod
     def load(cls, kind: str = "cuda") -> "KernelLibrary":
@@ -182,6 +189,28 @@ class KernelLibrary:
     def conv3x3_c16_partials(self, h: int, w: int) -> int:
         """Blocks of gacn_conv3x3_c16 per image: partial_sums holds N * blocks * 16 floats."""
         return int(self._dll.gacn_conv3x3_c16_partials(h, w))
+
+    def feature_conv(self, x, cin, in_scale, scale_batch_stride, weight, bias, bn, y, partial_sums, n, h, w,
+                     x_batch_stride, y_batch_stride, algo=CONV_FFMA, stream=0):
+        """gacn_conv3x3_c16 on an unscaled input with its per-channel scale folded into the weights;
+        ``algo`` CONV_FFMA or CONV_3XTF32 (tensor cores); see gacn_kernels.h."""
+        self._call("feature_conv", x, cin, in_scale, scale_batch_stride, weight, bias, bn, y, partial_sums, n, h, w,
+                   x_batch_stride, y_batch_stride, algo, stream)
+
+    def feature_conv_algo(self, cin: int, algo: int) -> int:
+        """The kernel gacn_feature_conv runs for (cin, algo) here: CONV_FFMA or CONV_3XTF32."""
+        return int(self._dll.gacn_feature_conv_algo(cin, algo))
+
+    def cse_scale(self, partial_sums, n, blocks, count, fc1, fc2, s, s_batch_stride, stream=0):
+        """CSE scales [n, 16] (at s + b * s_batch_stride) from gacn_conv3x3_c16's partial sums."""
+        self._call("cse_scale", partial_sums, n, blocks, count, fc1, fc2, s, s_batch_stride, stream)
+
+    def activity_scaled(self, fa, fb, scale_a, scale_b, bm, n, na, c, h, w, in_dtype, in_layout, out_dtype,
+                        out_layout, stream=0):
+        """gacn_activity on unscaled features with per-channel scales [na|n, C] (0 = none), any output
+        type, NCHW -> NHWC allowed."""
+        self._call("activity_scaled", fa, fb, scale_a, scale_b, bm, n, na, c, h, w, in_dtype, in_layout, out_dtype,
+                   out_layout, stream)
 
 
 @functools.lru_cache(maxsize=None)
@@ -359,3 +388,64 @@ def cpu_conv3x3_c16(x, weight, bias, bn=None, partials=True, cin=None, y=None, l
     lib.conv3x3_c16(_ptr(x), cin, _ptr(weight), _ptr(bias), _ptr(bn), y.ctypes.data, _ptr(ps), n, h, w, c * plane,
                     y_stride)
     return (y, ps) if partials else y
+
+
+def cpu_feature_conv(x, weight, bias, bn=None, in_scale=None, algo=CONV_FFMA, partials=True, cin=None, y=None,
+                     lib=None):
+    """gacn_feature_conv on the host: :func:`cpu_conv3x3_c16` with the input's per-channel scale
+    ``in_scale`` ([N, cin] float32, or None) folded into the weights, and ``algo`` CONV_FFMA or
+    CONV_3XTF32 (the tensor-core kernel's arithmetic)."""
+    lib = _host_lib(lib)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    n, c, h, w = x.shape
+    cin = c if cin is None else int(cin)
+    if not 1 <= cin <= c:
+        raise ValueError(f"cin {cin} out of range for x {x.shape}")
+    weight = np.ascontiguousarray(weight, dtype=np.float32).reshape(CONV_COUT, cin, 3, 3)
+    bias = np.ascontiguousarray(bias, dtype=np.float32).reshape(CONV_COUT)
+    bn = None if bn is None else np.ascontiguousarray(bn, dtype=np.float32).reshape(2, CONV_COUT)
+    if in_scale is not None:
+        in_scale = np.ascontiguousarray(np.broadcast_to(np.asarray(in_scale, np.float32), (n, cin)))
+    if y is None:
+        y = np.empty((n, CONV_COUT, h, w), np.float32)
+    plane = h * w
+    if (y.shape != (n, CONV_COUT, h, w) or y.dtype != np.float32 or y.strides[1:] != (plane * 4, w * 4, 4)
+            or not y.flags.writeable):
+        raise ValueError(f"y must be a writeable float32 [N,16,H,W] array with dense channel planes, got {y.shape}")
+    ps = np.empty((n, lib.conv3x3_c16_partials(h, w), CONV_COUT), np.float32) if partials else None
+    lib.feature_conv(_ptr(x), cin, _ptr(in_scale), cin, _ptr(weight), _ptr(bias), _ptr(bn), y.ctypes.data, _ptr(ps),
+                     n, h, w, c * plane, y.strides[0] // 4, algo)
+    return (y, ps) if partials else y
+
+
+def cpu_cse_scale(partial_sums, count: int, fc1, fc2, lib=None) -> np.ndarray:
+    """CSE scales [N, 16] from partial sums [N, blocks, 16] of an image of ``count`` pixels."""
+    ps = np.ascontiguousarray(partial_sums, dtype=np.float32)
+    fc1 = np.ascontiguousarray(fc1, dtype=np.float32).reshape(2, CONV_COUT)
+    fc2 = np.ascontiguousarray(fc2, dtype=np.float32).reshape(CONV_COUT, 2)
+    n, blocks, _ = ps.shape
+    s = np.empty((n, CONV_COUT), np.float32)
+    _host_lib(lib).cse_scale(_ptr(ps), n, blocks, int(count), _ptr(fc1), _ptr(fc2), _ptr(s), CONV_COUT)
+    return s
+
+
+def cpu_activity_scaled(fa, fb, scale_a=None, scale_b=None, in_layout="NCHW", out_layout=None, out_dtype=None,
+                        out=None, lib=None) -> np.ndarray:
+    """Bm from unscaled features fa [1 or N, ...], fb [N, ...] (``in_layout``) with per-channel
+    scales [1 or N, C] / [N, C] (or None), written as ``out_dtype`` (default: the input's) in
+    ``out_layout`` (default: the input's; NCHW -> NHWC allowed)."""
+    lay_in = _LAYOUTS[in_layout]
+    lay_out = lay_in if out_layout is None else _LAYOUTS[out_layout]
+    fa, fb = _float_array(fa, "fa"), _float_array(fb, "fb")
+    if fa.dtype != fb.dtype or fa.ndim != 4 or fa.shape[1:] != fb.shape[1:] or fa.shape[0] not in (1, fb.shape[0]):
+        raise ValueError(f"fa {fa.shape} {fa.dtype} and fb {fb.shape} {fb.dtype} do not match")
+    n, c, h, w = fb.shape if lay_in == NCHW else (fb.shape[0], fb.shape[3], fb.shape[1], fb.shape[2])
+    odt = np.dtype(out_dtype) if out_dtype is not None else fb.dtype
+    if odt not in _DTYPES:
+        raise TypeError(f"out_dtype must be float32 or float16, not {odt}")
+    sa = None if scale_a is None else np.ascontiguousarray(scale_a, np.float32).reshape(fa.shape[0], c)
+    sb = None if scale_b is None else np.ascontiguousarray(scale_b, np.float32).reshape(n, c)
+    bm = _output(out, (n, c, h, w) if lay_out == NCHW else (n, h, w, c), odt)
+    _host_lib(lib).activity_scaled(_ptr(fa), _ptr(fb), _ptr(sa), _ptr(sb), _ptr(bm), n, fa.shape[0], c, h, w,
+                                   _DTYPES[fb.dtype], lay_in, _DTYPES[odt], lay_out)
+    return bm

@@ -74,12 +74,16 @@ class GacnGraph:
     """
 
     def __init__(self, params: dict[str, np.ndarray], plugins: bool = False, fp16: bool = False,
-                 float64_means: bool = True):
+                 float64_means: bool = True, feature_algo: int = 1):
         if fp16 and not plugins:
             raise ValueError("float16 is for the TensorRT plugin graph; the portable graph is float32")
+        if feature_algo not in (0, 1):
+            raise ValueError(f"feature_algo must be 0 (FP32 FMA) or 1 (3xTF32 tensor cores), not {feature_algo!r}")
         self.p, self.plugins, self.b = params, plugins, _Builder()
         self.float64_means = float64_means
         self.wtype = np.float16 if fp16 else np.float32  # the decision path's type
+        self.feature_algo = feature_algo  # GacnFeatureConv's kernel (plugin graph)
+        self.scales = None  # plugin graph: the CSE scales [K, 64] beside the unscaled features
         self.value_info: list[onnx.ValueInfoProto] = []
 
     def declare(self, name: str, dtype: np.dtype, shape: list) -> str:
@@ -165,6 +169,8 @@ class GacnGraph:
         ``cse``: the name of an input holding every frame's CSE scales [K,16*i,1,1] in place of
         the in-graph means (tiled execution). ``until`` = k stops at block k's output u_k, before
         its CSE (the ``sums`` variant)."""
+        if self.plugins:
+            return self.features_plugin(y, cse)
         blocks, f32, b = list(CONV_BLOCKS)[:CSE_BLOCKS], np.float32, self.b
         parts: list[str] = []
         x = y
@@ -181,12 +187,46 @@ class GacnGraph:
             x = f if i == 0 else b.op("Concat", list(parts), axis=1)
         return b.op("Identity", [x], "features")
 
+    def features_plugin(self, y, cse=None):
+        """Spec section 3 as four GacnFeatureConv nodes (kernel ABI 3): each block reads the UNSCALED
+        outputs of the earlier blocks with their CSE scales as an input (folded into its weights)
+        and returns its own unscaled output u_k and scale s_k; no elementwise pass touches the
+        feature maps. Returns U = concat(u_0..u_3) [K,64,H,W]; S = concat(s_0..s_3) [K,64] goes
+        to ``self.scales`` for the activity. With ``cse`` (a tile: the whole frame's scales as an
+        input [K,64,1,1]) the blocks read those scales and the ones the plugins compute over the
+        window are left unused."""
+        b, f32 = self.b, np.float32
+        given = None if cse is None else b.op("Flatten", [cse], "cse_flat", axis=1)
+        frames = self.slice(b.op("Shape", [y]), 0, 1, 0)
+        shape = b.op("Concat", [frames, b.const([1], "one", np.int64)], axis=0)
+        ones = b.op("ConstantOfShape", [shape], "ones", value=helper.make_tensor("v", TensorProto.FLOAT, [1], [1.0]))
+        x, sc = y, ones  # block 0 reads the luma, unscaled
+        for i, blk in enumerate(list(CONV_BLOCKS)[:4]):
+            w, bias, rest, shift = fold_conv_block(self.p, blk)
+            ins = [x, b.const(w, "w"), b.const(bias, "b"), b.const(np.stack([rest, shift]), "bn"),
+                   b.const(self.p[f"se_{i}.fc.0.weight"], "fc1"), b.const(self.p[f"se_{i}.fc.2.weight"], "fc2"), sc]
+            u, s = b.op("GacnFeatureConv", ins, f"u{i}", n_out=2, domain=PLUGIN_DOMAIN, algo=self.feature_algo,
+                        plugin_version="1", plugin_namespace="")
+            self.declare(u, f32, ["frames", 16, "height", "width"])
+            self.declare(s, f32, ["frames", 16])
+            x = u if i == 0 else b.op("Concat", [x, u], f"u0{i}", axis=1)
+            if given is not None:
+                sc = self.slice(given, 0, CSE_CHANNELS * (i + 1), 1)
+            else:
+                sc = s if i == 0 else b.op("Concat", [sc, s], f"s0{i}", axis=1)
+        self.scales = sc
+        return x
+
     def activity(self, feats):
         fa, fb = self.slice(feats, 0, 1, 0), self.slice(feats, 1, 2 ** 62, 0)
         if self.plugins:
-            bm = self.b.op("GacnActivity", [fa, fb], "bm", domain=PLUGIN_DOMAIN, plugin_version="1", plugin_namespace="")
-            bm = self.declare(bm, np.float32, ["pairs", 64, "height", "width"])
-            return self.b.op("Cast", [bm], "bm16", to=TensorProto.FLOAT16) if self.wtype != np.float32 else bm
+            # unscaled features with their scales; in an FP16 graph Bm leaves the plugin as FP16
+            # (out_half: the FP32 arithmetic's result rounded once, no Cast layer after it)
+            sa, sb = self.slice(self.scales, 0, 1, 0), self.slice(self.scales, 1, 2 ** 62, 0)
+            half = int(self.wtype == np.float16)
+            bm = self.b.op("GacnActivity", [fa, fb, sa, sb], "bm", domain=PLUGIN_DOMAIN, scaled=1, out_half=half,
+                           plugin_version="1", plugin_namespace="")
+            return self.declare(bm, self.wtype, ["pairs", 64, "height", "width"])
         b = self.b
         # G = (F(j-1) - F)^2 + (F(i-1) - F)^2: each difference is one depthwise 2-tap conv.
         dx = self.conv(feats, np.tile(np.array([1, -1], np.float32).reshape(1, 1, 1, 2), (64, 1, 1, 1)), pad=(0, 1, 0, 0), group=64, hint="dx")
@@ -264,16 +304,18 @@ class GacnGraph:
 
 
 def build_model(params: dict[str, np.ndarray], *, plugins: bool = False, fp16: bool = False,
-                variant: str = "whole", block: int | None = None,
+                variant: str = "whole", block: int | None = None, feature_algo: int = 1,
                 metadata: dict[str, str] | None = None) -> onnx.ModelProto:
-    """One GACN graph variant (see the module docstring for I/O); ``block`` is the sums pass."""
+    """One GACN graph variant (see the module docstring for I/O); ``block`` is the sums pass.
+    ``feature_algo`` (plugin graph): GacnFeatureConv's kernel, 1 = 3xTF32 tensor cores
+    (FP32-level accuracy), 0 = FP32 FMA."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown graph variant {variant!r}; expected one of {VARIANTS}")
     if (variant == "sums") != (block is not None) or (block is not None and not 0 <= block < CSE_BLOCKS):
         raise ValueError("the sums variant takes block = 0..3, the others none")
     # TensorRT (the plugin graphs, and the sums passes of a TensorRT tile bundle) has no float64
     g = GacnGraph(params, plugins=plugins and variant != "sums", fp16=fp16 and variant != "sums",
-                  float64_means=not plugins)
+                  float64_means=not plugins, feature_algo=feature_algo)
     b = g.b
     f32 = TensorProto.FLOAT
     inputs = [helper.make_tensor_value_info("luma", f32, ["frames", 1, "height", "width"])]

@@ -1,4 +1,4 @@
-"""Run the TensorRT plugin graph on the CPU: ONNX Runtime with GACN's three custom operations
+"""Run the TensorRT plugin graph on the CPU: ONNX Runtime with GACN's four custom operations
 registered as Python custom ops (onnxruntime-extensions) backed by the CPU twin of the CUDA
 kernels (libgacn_kernels_cpu.so, the same per-pixel arithmetic). This is how the exact graph
 handed to TensorRT is checked against the golden outputs on machines without a GPU.
@@ -27,9 +27,15 @@ def _register() -> None:
     f32, i64, s = PyCustomOpDef.dt_float, PyCustomOpDef.dt_int64, PyCustomOpDef.dt_string
     plugin_attrs = {"plugin_version": s, "plugin_namespace": s}
 
-    @onnx_op(op_type="GacnActivity", inputs=[f32, f32], outputs=[f32], attrs=plugin_attrs)
-    def _activity(fa, fb, **_):
-        return K.cpu_activity(fa, fb)
+    @onnx_op(op_type="GacnActivity", inputs=[f32, f32, f32, f32], outputs=[f32],
+             attrs={"scaled": i64, "out_half": i64, **plugin_attrs})
+    def _activity(fa, fb, sa, sb, **_):  # the graph's scaled form (kernel ABI 3)
+        return K.cpu_activity_scaled(fa, fb, sa, sb)
+
+    @onnx_op(op_type="GacnFeatureConv", inputs=[f32] * 7, outputs=[f32, f32], attrs={"algo": i64, **plugin_attrs})
+    def _feature_conv(x, weight, bias, bn, fc1, fc2, scale, algo=1, **_):
+        u, partials = K.cpu_feature_conv(x, weight, bias, bn, in_scale=scale, algo=int(algo))
+        return u, K.cpu_cse_scale(partials, x.shape[2] * x.shape[3], fc1, fc2)
 
     @onnx_op(op_type="GacnSpatialGate", inputs=[f32, f32, f32], outputs=[f32], attrs={"relu": i64, **plugin_attrs})
     def _gate(x, weight, bn, relu=0, **_):

@@ -69,9 +69,49 @@ struct Call
     void* out0 = nullptr;
     void* out1 = nullptr;
     void* stream = nullptr;
+    // ABI 3 launchers
+    int algo = -1, blocks = -1, out_dtype = -1, out_layout = -1;
+    long long count = -1, xs = -1, ys = -1, stride = -1;
+    void const* scale = nullptr;
+    void const* scale_b = nullptr;
 };
 Call gCall;
+std::vector<Call> gCalls; // every launch, in order (GacnFeatureConv launches two kernels)
 } // namespace
+
+extern "C" size_t gacn_conv3x3_c16_partials(int h, int w)
+{
+    return h < 1 || w < 1 ? 0 : static_cast<size_t>((w + 63) / 64) * static_cast<size_t>((h + 15) / 16);
+}
+
+extern "C" int gacn_activity_scaled(void const* fa, void const*, float const* sa, float const* sb, void* bm, int n,
+    int na, int c, int h, int w, int in_dtype, int in_layout, int out_dtype, int out_layout, gacn_stream_t s)
+{
+    gCall = Call{4, n, na, c, h, w, in_dtype, in_layout, -1, fa, bm, nullptr, s};
+    gCall.out_dtype = out_dtype, gCall.out_layout = out_layout, gCall.scale = sa, gCall.scale_b = sb;
+    gCalls.push_back(gCall);
+    return GACN_OK;
+}
+
+extern "C" int gacn_feature_conv(float const* x, int cin, float const* in_scale, long long scale_batch_stride,
+    float const*, float const*, float const*, float* y, float* partial_sums, int n, int h, int w,
+    long long x_batch_stride, long long y_batch_stride, int algo, gacn_stream_t s)
+{
+    gCall = Call{5, n, 0, cin, h, w, GACN_F32, GACN_NCHW, -1, x, y, partial_sums, s};
+    gCall.algo = algo, gCall.scale = in_scale, gCall.stride = scale_batch_stride, gCall.xs = x_batch_stride,
+    gCall.ys = y_batch_stride;
+    gCalls.push_back(gCall);
+    return GACN_OK;
+}
+
+extern "C" int gacn_cse_scale(float const* partial_sums, int n, int blocks, long long count, float const*,
+    float const*, float* s, long long s_batch_stride, gacn_stream_t stream)
+{
+    gCall = Call{6, n, 0, 16, 0, 0, GACN_F32, -1, -1, partial_sums, s, nullptr, stream};
+    gCall.blocks = blocks, gCall.count = count, gCall.stride = s_batch_stride;
+    gCalls.push_back(gCall);
+    return blocks == 0 ? GACN_ERR_INVALID : GACN_OK;
+}
 
 extern "C" int gacn_activity(
     void const* fa, void const*, void* bm, int n, int na, int c, int h, int w, int dtype, int layout, gacn_stream_t s)
@@ -287,8 +327,8 @@ int main()
     // ---- registration entry point ----
     int32_t nb = -1;
     IPluginCreatorInterface* const* creators = getCreators(nb);
-    check(nb == 3 && creators != nullptr, "getCreators returns 3 creators");
-    char const* const names[] = {"GacnActivity", "GacnSpatialGate", "GacnBoundaryRefine"};
+    check(nb == 4 && creators != nullptr, "getCreators returns 4 creators");
+    char const* const names[] = {"GacnActivity", "GacnSpatialGate", "GacnBoundaryRefine", "GacnFeatureConv"};
     for (int32_t i = 0; i < nb; ++i)
     {
         check(std::strcmp(creators[i]->getInterfaceInfo().kind, "PLUGIN CREATOR_V3ONE") == 0,
@@ -301,7 +341,17 @@ int main()
     IPluginCreatorV3One* actC = findCreator("GacnActivity");
     IPluginCreatorV3One* gateC = findCreator("GacnSpatialGate");
     IPluginCreatorV3One* refC = findCreator("GacnBoundaryRefine");
-    check(actC->getFieldNames()->nbFields == 0 && refC->getFieldNames()->nbFields == 0, "no fields");
+    IPluginCreatorV3One* convC = findCreator("GacnFeatureConv");
+    check(refC->getFieldNames()->nbFields == 0, "GacnBoundaryRefine has no fields");
+    PluginFieldCollection const* af = actC->getFieldNames();
+    check(af->nbFields == 2 && std::strcmp(af->fields[0].name, "scaled") == 0
+            && af->fields[0].type == PluginFieldType::kINT32 && std::strcmp(af->fields[1].name, "out_half") == 0
+            && af->fields[1].type == PluginFieldType::kINT32,
+        "GacnActivity fields scaled, out_half kINT32");
+    PluginFieldCollection const* cf = convC->getFieldNames();
+    check(cf->nbFields == 1 && std::strcmp(cf->fields[0].name, "algo") == 0
+            && cf->fields[0].type == PluginFieldType::kINT32,
+        "GacnFeatureConv field algo kINT32");
     PluginFieldCollection const* gf = gateC->getFieldNames();
     check(gf->nbFields == 1 && std::strcmp(gf->fields[0].name, "relu") == 0
             && gf->fields[0].type == PluginFieldType::kINT32,
@@ -342,7 +392,13 @@ int main()
     Plugin act(actC->createPlugin("activity", nullptr, TensorRTPhase::kBUILD));
     Plugin ref(refC->createPlugin("refine", nullptr, TensorRTPhase::kBUILD));
     check(act.v3 && ref.v3, "GacnActivity and GacnBoundaryRefine created");
-    check(act.runtime->getFieldsToSerialize()->nbFields == 0, "GacnActivity serialises no fields");
+    {
+        PluginFieldCollection const* as = act.runtime->getFieldsToSerialize();
+        check(as && as->nbFields == 2 && std::strcmp(as->fields[0].name, "scaled") == 0
+                && *static_cast<int32_t const*>(as->fields[0].data) == 0
+                && *static_cast<int32_t const*>(as->fields[1].data) == 0,
+            "GacnActivity serialises scaled = 0, out_half = 0 (the defaults)");
+    }
     check(act.build->getWorkspaceSize(nullptr, 2, nullptr, 1) == 0, "no workspace");
 
     // ---- clone / attachToContext ----
@@ -477,6 +533,153 @@ int main()
             desc({3, 1, 8, 8}, DataType::kFLOAT)};
         PluginTensorDesc o3[2] = {desc({3, 1, 8, 8}, DataType::kFLOAT), desc({3, 1, 8, 8}, DataType::kFLOAT)};
         check(ref.runtime->onShapeChange(na2, 3, o3, 2) != 0, "refine na = 2, N = 3 rejected");
+    }
+
+    // ---- ABI 3: GacnActivity scaled = 1 (4 inputs) ----
+    {
+        PluginField scaledField("scaled", &one, PluginFieldType::kINT32, 1);
+        PluginFieldCollection sfc{1, &scaledField};
+        Plugin sact(actC->createPlugin("activity_scaled", &sfc, TensorRTPhase::kBUILD));
+        check(sact.v3 != nullptr && std::string(sact.build->getTimingCacheID()) == "gacn1;scaled=1",
+            "GacnActivity scaled = 1 created");
+        PluginFieldCollection const* ss = sact.runtime->getFieldsToSerialize();
+        Plugin sact2(actC->createPlugin("activity_scaled", ss, TensorRTPhase::kRUNTIME));
+        check(sact2.v3 != nullptr && std::string(sact2.build->getTimingCacheID()) == "gacn1;scaled=1",
+            "scaled = 1 serialised and restored");
+        PluginField scaledBad("scaled", &two, PluginFieldType::kINT32, 1);
+        PluginFieldCollection sbad{1, &scaledBad};
+        gGlobalLogger.messages.clear();
+        check(actC->createPlugin("bad", &sbad, TensorRTPhase::kBUILD) == nullptr
+                && gGlobalLogger.sawError("field 'scaled' must be 0 or 1"),
+            "scaled = 2 rejected");
+        DataType const t4[] = {DataType::kHALF, DataType::kHALF, DataType::kFLOAT, DataType::kFLOAT};
+        DataType const t4bad[] = {DataType::kHALF, DataType::kHALF, DataType::kHALF, DataType::kFLOAT};
+        check(sact.build->getOutputDataTypes(out, 1, t4, 4) == 0 && out[0] == DataType::kHALF, "scaled HALF");
+        check(sact.build->getOutputDataTypes(out, 1, t4bad, 4) != 0, "scaled: HALF scales rejected");
+        gGlobalLogger.messages.clear();
+        check(sact.build->getOutputDataTypes(out, 1, t4, 2) != 0 && gGlobalLogger.sawError("expected 4 inputs"),
+            "scaled = 1 with 2 inputs rejected");
+        check(countCombinations(sact.build, 4, 1) == 2, "scaled activity: 2 format combinations (FP32 scales)");
+        DimsExprs in[4] = {pool.make({1, 64, -1, -1}), pool.make({-1, 64, -1, -1}), pool.make({1, 64}),
+            pool.make({-1, 64})};
+        DimsExprs o[1];
+        check(sact.build->getOutputShapes(in, 4, nullptr, 0, o, 1, eb) == 0 && o[0].d[1] == in[1].d[1],
+            "scaled activity output = fb dims");
+        PluginTensorDesc rin[4] = {desc({1, 64, 37, 53}, DataType::kFLOAT), desc({2, 64, 37, 53}, DataType::kFLOAT),
+            desc({1, 64}, DataType::kFLOAT), desc({2, 64}, DataType::kFLOAT)};
+        PluginTensorDesc ro[1] = {desc({2, 64, 37, 53}, DataType::kFLOAT)};
+        void const* ins4[4] = {&dummy[0], &dummy[1], &dummy[2], &dummy[3]};
+        check(sact.runtime->onShapeChange(rin, 4, ro, 1) == 0, "scaled activity onShapeChange");
+        check(sact.runtime->enqueue(rin, ro, ins4, outs, nullptr, stream) == 0 && gCall.op == 4 && gCall.n == 2
+                && gCall.na == 1 && gCall.c == 64 && gCall.dtype == GACN_F32 && gCall.out_dtype == GACN_F32
+                && gCall.layout == GACN_NCHW && gCall.out_layout == GACN_NCHW && gCall.scale == ins4[2]
+                && gCall.scale_b == ins4[3] && gCall.out0 == outs[0],
+            "scaled activity enqueue calls gacn_activity_scaled with sa, sb");
+        PluginTensorDesc rbad[4] = {desc({1, 64, 37, 53}, DataType::kFLOAT), desc({2, 64, 37, 53}, DataType::kFLOAT),
+            desc({1, 64}, DataType::kFLOAT), desc({2, 48}, DataType::kFLOAT)};
+        gGlobalLogger.messages.clear();
+        check(sact.runtime->onShapeChange(rbad, 4, ro, 1) != 0 && gGlobalLogger.sawError("the scales must be"),
+            "scaled activity: sb [2,48] for C = 64 rejected");
+
+        // out_half = 1: FP32 features in, HALF bm out (no Cast layer in FP16 engines)
+        PluginField hf[2] = {PluginField("scaled", &one, PluginFieldType::kINT32, 1),
+            PluginField("out_half", &one, PluginFieldType::kINT32, 1)};
+        PluginFieldCollection hfc{2, hf};
+        Plugin hact(actC->createPlugin("activity_half", &hfc, TensorRTPhase::kBUILD));
+        check(hact.v3 != nullptr && std::string(hact.build->getTimingCacheID()) == "gacn1;scaled=1;out_half=1",
+            "out_half = 1 created");
+        DataType const f4[] = {DataType::kFLOAT, DataType::kFLOAT, DataType::kFLOAT, DataType::kFLOAT};
+        check(hact.build->getOutputDataTypes(out, 1, f4, 4) == 0 && out[0] == DataType::kHALF, "out_half: bm HALF");
+        check(countCombinations(hact.build, 4, 1) == 2, "out_half: 2 combinations (FP32 or FP16 in, HALF out)");
+        PluginTensorDesc ho[1] = {desc({2, 64, 37, 53}, DataType::kHALF)};
+        check(hact.runtime->onShapeChange(rin, 4, ho, 1) == 0
+                && hact.runtime->enqueue(rin, ho, ins4, outs, nullptr, stream) == 0 && gCall.op == 4
+                && gCall.dtype == GACN_F32 && gCall.out_dtype == GACN_F16 && gCall.scale == ins4[2],
+            "out_half enqueue: FP32 in, F16 out");
+        PluginFieldCollection const* hs = hact.runtime->getFieldsToSerialize();
+        check(hs && hs->nbFields == 2 && *static_cast<int32_t const*>(hs->fields[1].data) == 1, "out_half serialised");
+    }
+
+    // ---- ABI 3: GacnFeatureConv ----
+    {
+        Plugin conv(convC->createPlugin("fe2", nullptr, TensorRTPhase::kBUILD));
+        check(conv.v3 && std::string(conv.build->getTimingCacheID()) == "gacn1;algo=1", "GacnFeatureConv algo default 1");
+        int32_t const zero = 0;
+        PluginField algoField("algo", &zero, PluginFieldType::kINT32, 1);
+        PluginFieldCollection afc{1, &algoField};
+        Plugin conv0(convC->createPlugin("fe2", &afc, TensorRTPhase::kBUILD));
+        PluginFieldCollection const* cs = conv0.runtime->getFieldsToSerialize();
+        check(cs && cs->nbFields == 1 && *static_cast<int32_t const*>(cs->fields[0].data) == 0, "algo = 0 serialised");
+        PluginField algoBad("algo", &two, PluginFieldType::kINT32, 1);
+        PluginFieldCollection abad{1, &algoBad};
+        gGlobalLogger.messages.clear();
+        check(convC->createPlugin("bad", &abad, TensorRTPhase::kBUILD) == nullptr
+                && gGlobalLogger.sawError("field 'algo' must be 0"),
+            "algo = 2 rejected");
+        DataType const f7[] = {DataType::kFLOAT, DataType::kFLOAT, DataType::kFLOAT, DataType::kFLOAT,
+            DataType::kFLOAT, DataType::kFLOAT, DataType::kFLOAT};
+        DataType const h7[] = {DataType::kHALF, DataType::kFLOAT, DataType::kFLOAT, DataType::kFLOAT,
+            DataType::kFLOAT, DataType::kFLOAT, DataType::kFLOAT};
+        DataType o2[2];
+        check(conv.build->getOutputDataTypes(o2, 2, f7, 7) == 0 && o2[0] == DataType::kFLOAT
+                && o2[1] == DataType::kFLOAT,
+            "feature conv outputs FLOAT");
+        gGlobalLogger.messages.clear();
+        check(conv.build->getOutputDataTypes(o2, 2, h7, 7) != 0 && gGlobalLogger.sawError("features stay float32"),
+            "feature conv: HALF x rejected");
+        check(countCombinations(conv.build, 7, 2) == 1, "feature conv: 1 format combination (all FP32 linear)");
+        DimsExprs in[7] = {pool.make({-1, 32, -1, -1}), pool.make({16, 32, 3, 3}), pool.make({16}),
+            pool.make({2, 16}), pool.make({2, 16}), pool.make({16, 2}), pool.make({-1, 32})};
+        DimsExprs o[2];
+        check(conv.build->getOutputShapes(in, 7, nullptr, 0, o, 2, eb) == 0 && o[0].nbDims == 4
+                && o[0].d[0] == in[0].d[0] && o[0].d[1] == in[1].d[0] && o[0].d[3] == in[0].d[3] && o[1].nbDims == 2
+                && o[1].d[0] == in[0].d[0] && o[1].d[1] == in[1].d[0],
+            "feature conv outputs u [N,16,H,W], s [N,16]");
+        DimsExprs bad[7] = {pool.make({-1, 48, -1, -1}), pool.make({16, 32, 3, 3}), pool.make({16}),
+            pool.make({2, 16}), pool.make({2, 16}), pool.make({16, 2}), pool.make({-1, 32})};
+        gGlobalLogger.messages.clear();
+        check(conv.build->getOutputShapes(bad, 7, nullptr, 0, o, 2, eb) != 0
+                && gGlobalLogger.sawError("channel mismatch"),
+            "feature conv: weight cin 32 for x cin 48 rejected");
+        DynamicPluginTensorDesc din[7] = {dyn({-1, 32, -1, -1}, DataType::kFLOAT, {1, 32, 8, 8}, {3, 32, 2160, 3840}),
+            dyn({16, 32, 3, 3}, DataType::kFLOAT), dyn({16}, DataType::kFLOAT), dyn({2, 16}, DataType::kFLOAT),
+            dyn({2, 16}, DataType::kFLOAT), dyn({16, 2}, DataType::kFLOAT), dyn({-1, 32}, DataType::kFLOAT)};
+        DynamicPluginTensorDesc dout[2] = {dyn({-1, 16, -1, -1}, DataType::kFLOAT), dyn({-1, 16}, DataType::kFLOAT)};
+        check(conv.build->configurePlugin(din, 7, dout, 2) == 0, "feature conv configure with wildcards");
+        check(conv.build->getWorkspaceSize(din, 7, dout, 2) == size_t{3} * 135 * 60 * 16 * 4,
+            "feature conv workspace = N x blocks x 16 floats at the profile maximum");
+        PluginTensorDesc rin[7] = {desc({2, 32, 37, 70}, DataType::kFLOAT), desc({16, 32, 3, 3}, DataType::kFLOAT),
+            desc({16}, DataType::kFLOAT), desc({2, 16}, DataType::kFLOAT), desc({2, 16}, DataType::kFLOAT),
+            desc({16, 2}, DataType::kFLOAT), desc({2, 32}, DataType::kFLOAT)};
+        PluginTensorDesc ro[2] = {desc({2, 16, 37, 70}, DataType::kFLOAT), desc({2, 16}, DataType::kFLOAT)};
+        void const* ins7[7] = {&dummy[0], &dummy[1], &dummy[2], &dummy[3], &dummy[0], &dummy[1], &dummy[2]};
+        int ws[4] = {};
+        check(conv.runtime->onShapeChange(rin, 7, ro, 2) == 0, "feature conv onShapeChange");
+        gCalls.clear();
+        check(conv.runtime->enqueue(rin, ro, ins7, outs, ws, stream) == 0 && gCalls.size() == 2, "two launches");
+        if (gCalls.size() == 2)
+        {
+            Call const& a = gCalls[0];
+            Call const& b = gCalls[1];
+            check(a.op == 5 && a.n == 2 && a.c == 32 && a.h == 37 && a.w == 70 && a.algo == GACN_CONV_3XTF32
+                    && a.in0 == ins7[0] && a.scale == ins7[6] && a.stride == 32 && a.xs == 32LL * 37 * 70
+                    && a.ys == 16LL * 37 * 70 && a.out0 == outs[0] && a.out1 == static_cast<void*>(ws)
+                    && a.stream == stream,
+                "feature conv enqueue: gacn_feature_conv arguments");
+            check(b.op == 6 && b.n == 2 && b.blocks == 3 * 2 && b.count == 37LL * 70 && b.in0 == static_cast<void*>(ws)
+                    && b.out0 == outs[1] && b.stride == 16 && b.stream == stream,
+                "feature conv enqueue: gacn_cse_scale arguments");
+        }
+        gGlobalLogger.messages.clear();
+        check(conv.runtime->enqueue(rin, ro, ins7, outs, nullptr, stream) != 0
+                && gGlobalLogger.sawError("no workspace"),
+            "feature conv without workspace rejected");
+        PluginTensorDesc rbad[7] = {desc({2, 32, 37, 70}, DataType::kFLOAT), desc({16, 32, 3, 3}, DataType::kFLOAT),
+            desc({16}, DataType::kFLOAT), desc({2, 16}, DataType::kFLOAT), desc({2, 16}, DataType::kFLOAT),
+            desc({16, 2}, DataType::kFLOAT), desc({1, 32}, DataType::kFLOAT)};
+        gGlobalLogger.messages.clear();
+        check(conv.runtime->onShapeChange(rbad, 7, ro, 2) != 0 && gGlobalLogger.sawError("in_scale"),
+            "feature conv: in_scale [1,32] for N = 2 rejected");
     }
 
     // ---- setLoggerFinder routes messages to TensorRT's logger ----

@@ -75,12 +75,25 @@ def test_plugin_graph_types(params, fp16):
     for n in model.graph.node:
         ops.setdefault(n.op_type, []).append(n)
     assert len(ops["GacnActivity"]) == 1 and len(ops["GacnSpatialGate"]) == 5 and len(ops["GacnBoundaryRefine"]) == 1
-    assert types[ops["GacnActivity"][0].output[0]] == onnx.TensorProto.FLOAT  # features stay float32
+    # features stay float32; Bm leaves the activity in the decision path's type (out_half, no Cast)
+    assert [types[i] for i in ops["GacnActivity"][0].input[:2]] == [onnx.TensorProto.FLOAT] * 2
     for n in ops["GacnActivity"] + ops["GacnSpatialGate"]:
-        assert types[n.output[0]] == (act if n.op_type == "GacnSpatialGate" else onnx.TensorProto.FLOAT), n.op_type
+        assert types[n.output[0]] == act, n.op_type
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
         assert attrs["plugin_version"] == b"1" and attrs["plugin_namespace"] == b""
     assert [types[o] for o in ops["GacnBoundaryRefine"][0].output] == [onnx.TensorProto.FLOAT] * 2
+    # features: four GacnFeatureConv nodes on unscaled inputs (kernel ABI 3), 3xTF32 by default,
+    # float32 outputs u [K,16,H,W] and s [K,16]; the activity takes the scales (scaled = 1)
+    convs = ops["GacnFeatureConv"]
+    assert len(convs) == 4 and all(len(n.input) == 7 and len(n.output) == 2 for n in convs)
+    for n in convs:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
+        assert attrs["algo"] == 1 and attrs["plugin_version"] == b"1" and attrs["plugin_namespace"] == b""
+        assert [types[o] for o in n.output] == [onnx.TensorProto.FLOAT] * 2
+    act_attrs = {a.name: onnx.helper.get_attribute_value(a) for a in ops["GacnActivity"][0].attribute}
+    assert len(ops["GacnActivity"][0].input) == 4 and act_attrs["scaled"] == 1 and act_attrs["out_half"] == int(fp16)
+    assert not any(n.op_type == "Cast" and n.input[0] == ops["GacnActivity"][0].output[0] for n in model.graph.node)
+    assert "ReduceMean" not in ops  # no CSE means in the graph: the plugins form them
     big_convs = [n for n in ops["Conv"] if types.get(n.output[0]) is not None and "cse" not in n.output[0]]
     conv_types = {types[n.output[0]] for n in ops["Conv"]}
     assert act in conv_types and big_convs

@@ -33,7 +33,7 @@ def emu(cpu) -> K.KernelLibrary:
         lib = K.KernelLibrary.load("emu")
     except BackendError as e:  # the build exists but was configured with -DGACN_BUILD_EMU=OFF
         pytest.skip(f"kernel emulator library not built: {e}")
-    assert lib.backend == "cuda-emu" and lib.abi_version == 2
+    assert lib.backend == "cuda-emu" and lib.abi_version == 3
     return lib
 
 
@@ -155,7 +155,7 @@ def random_refine_inputs(rng, n, na, h, w, dtype=np.float32):
 
 # ---- library identity and argument checks ------------------------------------------------------------
 def test_identity(cpu):
-    assert (cpu.backend, cpu.abi_version) == ("cpu", 2)
+    assert (cpu.backend, cpu.abi_version) == ("cpu", 3)
     assert K.find_library("cpu").name == "libgacn_kernels_cpu.so"
 
 

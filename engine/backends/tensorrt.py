@@ -31,7 +31,7 @@ def import_tensorrt():
     return trt
 
 
-PLUGIN_NAMES = ("GacnActivity", "GacnSpatialGate", "GacnBoundaryRefine")
+PLUGIN_NAMES = ("GacnActivity", "GacnSpatialGate", "GacnBoundaryRefine", "GacnFeatureConv")
 
 
 def load_plugins(registry, path=None) -> Path:

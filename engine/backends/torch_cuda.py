@@ -4,7 +4,8 @@ The float32 feature convolutions run as gacn_conv3x3_c16, the decision-path conv
 cuDNN (float16 channels_last, or float32); the activity step, the five
 spatial gates (with the preceding ReLU and BatchNorm fused in) and the boundary step run as
 the CUDA kernels of kernels/, called through ctypes on tensor pointers on the current stream.
-Each input shape is captured once as a CUDA graph and replayed after that.
+A shape's first run is eager; its second captures a CUDA graph and replays it, later runs replay
+(engine/backends/shape_cache.py: the four most recently used shapes stay captured).
 """
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ import logging
 import numpy as np
 
 from engine import kernels as K
-from engine.variants import sums_block
+from engine.backends.shape_cache import CAPTURE, ShapeCache
 from engine.errors import BackendError
 from engine.tiling import cse_weights
+from engine.variants import sums_block
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +34,9 @@ class CudaGacn:
     float16 decision path moves < 0.01 %. ``dtype`` is the decision path's.
     """
 
-    def __init__(self, params: dict[str, np.ndarray], lib: K.KernelLibrary, dtype, torch, device: str = "cuda"):
+    def __init__(self, params: dict[str, np.ndarray], lib: K.KernelLibrary, dtype, torch, device: str = "cuda",
+                 features: str | None = None):
+        from engine.backends.torch_cuda_features import make_feature_path
         from engine.folding import fold_conv_block
         self.t, self.lib, self.dtype = torch, lib, dtype
         self.on_gpu = device == "cuda"  # "cpu" with the CPU kernel library: how CI checks this class
@@ -54,6 +58,8 @@ class CudaGacn:
         self.cse = [(on(params[f"se_{i}.fc.0.weight"], f32), on(params[f"se_{i}.fc.2.weight"], f32)) for i in range(4)]
         self.dp = [conv(b, dtype, self.layout) for b in DECISION_BLOCKS]
         self.gate_w = [on(params[f"se_{i}.fc.0.weight"][0], f32) for i in range(4, 9)]
+        # features="fold"/"tc32" (or $GACN_FEATURES): the path without elementwise passes
+        self.feature_path = make_feature_path(self, features)
 
     def _stream(self) -> int:
         return self.t.cuda.current_stream().cuda_stream if self.on_gpu else 0
@@ -118,6 +124,9 @@ class CudaGacn:
         """D, M [K-1,1,H,W] for luma [K,1,H,W]; ``cse`` [K,64,1,1] for a tile (engine.tiling)."""
         t = self.t
         k, _, h, w = luma.shape
+        if self.feature_path is not None:  # Bm straight in the decision path's dtype and layout
+            scales = None if cse is None else cse.reshape(k, 4, 16).contiguous()
+            return self._decide(luma, self.feature_path.bm(luma, scales))
         fa = t.empty((1, 64, h, w), device=luma.device, dtype=t.float32)
         fb = t.empty((k - 1, 64, h, w), device=luma.device, dtype=t.float32)
         frame_cse = (lambda j: None) if cse is None else (lambda j: cse[j, :, 0, 0])  # noqa: E731
@@ -127,7 +136,13 @@ class CudaGacn:
         bm = t.empty_like(fb)
         self.lib.activity(fa.data_ptr(), fb.data_ptr(), bm.data_ptr(), k - 1, 1, 64, h, w, K.F32, K.NCHW, self._stream())
         del fa, fb
-        x = self.gate(bm.to(self.dtype, memory_format=self.layout), 0)
+        return self._decide(luma, bm.to(self.dtype, memory_format=self.layout))
+
+    def _decide(self, luma, bm):
+        """Spec sections 5-6 from Bm (in the decision path's dtype and memory format)."""
+        t = self.t
+        k, _, h, w = luma.shape
+        x = self.gate(bm, 0)
         del bm
         for j, (w_, b_, bn) in enumerate(self.dp):
             x = self.gate(self._conv_relu(x, w_, b_), j + 1, bn=bn)
@@ -151,15 +166,19 @@ class TorchCudaRunner:
     max_frames = None
     SHAPES_KEPT = 8
 
-    def __init__(self, params, precision: str = "fp32", cuda_graphs: bool = True, device: int = 0):
+    def __init__(self, params, precision: str = "fp32", cuda_graphs: bool = True, device: int = 0,
+                 features: str | None = None):
+        from engine.backends.torch_cuda_features import feature_path_name
         if params is None:
             raise BackendError("the torch-cuda backend needs checkpoint parameters (--weights)")
         if precision not in ("fp32", "fp16"):
             raise BackendError(f"unsupported precision '{precision}' (fp32 or fp16)")
         self.params, self.precision, self.cuda_graphs, self.device = params, precision, cuda_graphs, device
         self.cse_weights = cse_weights(params)
+        self.features = feature_path_name(features)  # "default", "fold" or "tc32" (torch_cuda_features.py)
         self.net = None
-        self._bound: dict[tuple, dict] = {}
+        # LRU of (variant, shape): eager, then capture + replay; a tiled frame uses up to 5 variants
+        self._shapes = ShapeCache(capacity=8, graphs=cuda_graphs)
         self._current = None
 
     def activate(self) -> None:
@@ -176,18 +195,17 @@ class TorchCudaRunner:
         torch.backends.cuda.matmul.allow_tf32 = False
         lib = K.KernelLibrary.load("cuda")
         dtype = torch.float16 if self.precision == "fp16" else torch.float32
-        self.net = CudaGacn(self.params, lib, dtype, torch)
-        log.info("torch-cuda runner on %s (%s)", torch.cuda.get_device_name(self.device), self.precision)
+        self.net = CudaGacn(self.params, lib, dtype, torch, features=self.features)
+        log.info("torch-cuda runner on %s (%s, features %s)", torch.cuda.get_device_name(self.device), self.precision,
+                 self.features)
 
     def bind(self, variant: str, frames: int, height: int, width: int) -> dict[str, int]:
-        key = (variant, frames, height, width)
-        if key not in self._bound:
-            if len(self._bound) >= self.SHAPES_KEPT:  # a few shapes stay warm; older ones free their graphs
-                self._bound.pop(next(iter(self._bound)))
-            t = self.torch
+        t = self.torch
+        block = sums_block(variant)
+
+        def make():
             f32 = dict(device="cuda", dtype=t.float32)
             io = {"luma": t.zeros((frames, 1, height, width), **f32)}
-            block = sums_block(variant)
             if variant == "tile" or block:
                 io["cse"] = t.ones((frames, 64 if block is None else 16 * block, 1, 1), **f32)
             if block is None:
@@ -196,8 +214,8 @@ class TorchCudaRunner:
             else:
                 io["colmask"] = t.zeros((1, 1, 1, width), **f32)
                 io["sums"] = t.zeros((frames, 16, height), **f32)
-            self._bound[key] = {"io": io, "variant": variant, "block": block, "graph": None, "runs": 0}
-        self._current = self._bound[key]
+            return {"io": io, "block": block}
+        self._current = self._shapes.entry((variant, frames, height, width), make)
         return {name: tensor.data_ptr() for name, tensor in self._current["io"].items()}
 
     def _run(self, s) -> None:
@@ -212,17 +230,21 @@ class TorchCudaRunner:
     def enqueue(self, stream) -> None:
         t, s = self.torch, self._current
         with t.cuda.stream(t.cuda.ExternalStream(int(stream))):
+            action = self._shapes.action(s)
+            if action == CAPTURE:  # shape seen twice: capture it once, then replay that capture
+                s["graph"] = self._capture(s)
             if s["graph"] is not None:
                 s["graph"].replay()
                 return
+            self._run(s)  # first run of a (variant, shape): eager, no capture to pay for
+
+    def _capture(self, s):
+        t = self.torch
+        t.cuda.current_stream().synchronize()
+        g = t.cuda.CUDAGraph()
+        with t.cuda.graph(g):
             self._run(s)
-            s["runs"] += 1
-            if self.cuda_graphs and s["runs"] == 2:  # shape seen twice: capture it
-                t.cuda.current_stream().synchronize()
-                g = t.cuda.CUDAGraph()
-                with t.cuda.graph(g):
-                    self._run(s)
-                s["graph"] = g
+        return g
 
     def memory(self, variant: str, frames: int, height: int, width: int) -> int:
         """Estimated from the tensors each variant holds at its peak (features of two frames in
@@ -241,5 +263,5 @@ class TorchCudaRunner:
         return None
 
     def deactivate(self) -> None:
-        self._bound.clear()
+        self._shapes.clear()
         self.net = None

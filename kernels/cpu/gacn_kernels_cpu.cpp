@@ -60,15 +60,21 @@ float window_sum11(const float* v, int n, size_t stride, int i) {
     return gacn_add(suf, pre);
 }
 
-template <typename T>
-void activity(const T* fa, const T* fb, T* bm, int n, int na, int C, int H, int W, int layout) {
-    const Image im{layout, C, H, W};
+/* gacn_activity_scaled: G(s f) as fl(G(f) * fl(s s)) per frame and channel (scales NULL: s s = 1,
+ * an exact multiplication: gacn_activity's bits), input and output in their own types and layouts. */
+template <typename T, typename TO>
+void activity(const T* fa, const T* fb, const float* scale_a, const float* scale_b, TO* bm, int n, int na, int C,
+              int H, int W, int in_layout, int out_layout) {
+    const Image im{in_layout, C, H, W}, om{out_layout, C, H, W};
     const size_t plane = (size_t)H * W;
     std::vector<float> g(plane), cols(plane);
     for (int b = 0; b < n; ++b) {
-        const T* pa = fa + (size_t)(na == 1 ? 0 : b) * im.size();
+        const int a = na == 1 ? 0 : b;
+        const T* pa = fa + (size_t)a * im.size();
         const T* pb = fb + (size_t)b * im.size();
         for (int c = 0; c < C; ++c) {
+            const float sa = scale_a ? scale_a[(size_t)a * C + c] : 1.0f, sb = scale_b ? scale_b[(size_t)b * C + c] : 1.0f;
+            const float sa2 = gacn_mul(sa, sa), sb2 = gacn_mul(sb, sb);
             auto grad = [&](const T* p, int y, int x) {
                 const float f = gacn_to_float(p[im.at(c, y, x)]);
                 const float left = x > 0 ? gacn_to_float(p[im.at(c, y, x - 1)]) : 0.0f;
@@ -76,14 +82,15 @@ void activity(const T* fa, const T* fb, T* bm, int n, int na, int C, int H, int 
                 return gacn_grad_sq(f, left, up);
             };
             for (int y = 0; y < H; ++y)
-                for (int x = 0; x < W; ++x) g[(size_t)y * W + x] = gacn_sub(grad(pa, y, x), grad(pb, y, x));
+                for (int x = 0; x < W; ++x)
+                    g[(size_t)y * W + x] = gacn_sub(gacn_mul(grad(pa, y, x), sa2), gacn_mul(grad(pb, y, x), sb2));
             // Vertical window sums, then horizontal ones (the kernel's order).
             for (int y = 0; y < H; ++y)
                 for (int x = 0; x < W; ++x) cols[(size_t)y * W + x] = window_sum11(&g[x], H, W, y);
             for (int y = 0; y < H; ++y)
                 for (int x = 0; x < W; ++x)
                     gacn_from_float(gacn_sharp_sigmoid(window_sum11(&cols[(size_t)y * W], W, 1, x)),
-                                    bm + (size_t)b * im.size() + im.at(c, y, x));
+                                    bm + (size_t)b * om.size() + om.at(c, y, x));
         }
     }
 }
@@ -240,15 +247,106 @@ void stack_next(const float* mi, const P* frame, int fi, const float* v0, float*
     }
 }
 
+/* The partial sums of the conv kernels' block tiles for one output channel plane, each summed in
+ * row-major order (not the kernels' order: they agree to FP32 rounding). */
+void conv_partials(const float* yk, int k, float* partials, int H, int W) {
+    constexpr int K = GACN_CONV_COUT, TW = GACN_CONV_TILE_W, TH = GACN_CONV_TILE_H;
+    const int bx = (W + TW - 1) / TW, by = (H + TH - 1) / TH;
+    for (int b = 0; b < bx * by; ++b) {
+        const int i0 = (b / bx) * TH, j0 = (b % bx) * TW;
+        float s = 0.0f;
+        for (int i = i0; i < std::min(H, i0 + TH); ++i)
+            for (int j = j0; j < std::min(W, j0 + TW); ++j) s = gacn_add(s, yk[(size_t)i * W + j]);
+        partials[(size_t)b * K + k] = s;
+    }
+}
+
+/* Weights with the input's per-channel scale folded in: w' = fl(w * s) (s NULL: w). */
+std::vector<float> fold_weights(const float* weight, const float* scale, int cin) {
+    std::vector<float> w(weight, weight + (size_t)GACN_CONV_COUT * cin * 9);
+    if (scale)
+        for (size_t i = 0; i < w.size(); ++i) w[i] = gacn_mul(w[i], scale[(i / 9) % cin]);
+    return w;
+}
+
+/* The tensor-core kernel's arithmetic (conv3x3_tc.cu), bit for bit with the emulated kernel: x split
+ * as gacn_split_x, w' as gacn_split_w; per output, acc = bias, then for each chunk of 8 input
+ * channels (zeros beyond cin), each tap (dy, dx) and each product of the kernel's order (x_lo*w_hi,
+ * x_hi*w_lo, x_hi*w_hi) the 8 channels' exact TF32 products are added one at a time in FP32 (the
+ * emulator's model of mma.sync). Then ReLU/BatchNorm as gacn_gate_input. */
+void conv3x3_tc(const float* x, int cin, const float* weight, const float* bias, const float* bn, float* y,
+                float* partials, int H, int W) {
+    constexpr int K = GACN_CONV_COUT;
+    const int chunks = (cin + 7) / 8, cpad = 8 * chunks, PW = W + 2;
+    const size_t plane = (size_t)H * W, pplane = (size_t)(H + 2) * PW;
+    // Zero-padded split input planes [part][channel][(H+2) x (W+2)]; channels beyond cin are zero.
+    std::vector<float> xs(2 * cpad * pplane, 0.0f);
+    for (int c = 0; c < cin; ++c)
+        for (int i = 0; i < H; ++i)
+            for (int j = 0; j < W; ++j) {
+                const size_t q = (size_t)c * pplane + (size_t)(i + 1) * PW + j + 1;
+                gacn_split_x(x[(size_t)c * plane + (size_t)i * W + j], &xs[cpad * pplane + q], &xs[q]);  // [0] lo, [1] hi
+            }
+    std::vector<float> ws(2 * (size_t)K * cpad * 9, 0.0f);  // [part][k][channel][tap]
+    for (int k = 0; k < K; ++k)
+        for (int c = 0; c < cin; ++c)
+            for (int tap = 0; tap < 9; ++tap) {
+                const size_t q = ((size_t)k * cpad + c) * 9 + tap;
+                gacn_split_w(weight[((size_t)k * cin + c) * 9 + tap], &ws[(size_t)K * cpad * 9 + q], &ws[q]);
+            }
+    const int parts[3][2] = {{0, 1}, {1, 0}, {1, 1}};  // (x part, w part): lo*hi, hi*lo, hi*hi
+    std::vector<float> acc(plane);
+    for (int k = 0; k < K; ++k) {
+        std::fill(acc.begin(), acc.end(), bias[k]);
+        for (int c0 = 0; c0 < cpad; c0 += 8)
+            for (int tap = 0; tap < 9; ++tap) {
+                const int dy = tap / 3, dx = tap % 3;
+                for (const auto& pr : parts)
+                    for (int kk = 0; kk < 8; ++kk) {
+                        const float wv = ws[(size_t)pr[1] * K * cpad * 9 + ((size_t)k * cpad + c0 + kk) * 9 + tap];
+                        const float* xp = &xs[(size_t)pr[0] * cpad * pplane + (size_t)(c0 + kk) * pplane];
+                        for (int i = 0; i < H; ++i) {
+                            const float* row = xp + (size_t)(i + dy) * PW + dx;
+                            float* out = acc.data() + (size_t)i * W;
+                            for (int j = 0; j < W; ++j) out[j] = gacn_add(out[j], gacn_mul(row[j], wv));
+                        }
+                    }
+            }
+        const int has_bn = bn != nullptr;
+        const float sc = has_bn ? bn[k] : 1.0f, sh = has_bn ? bn[K + k] : 0.0f;
+        float* yk = y + (size_t)k * plane;
+        for (size_t i = 0; i < plane; ++i) yk[i] = gacn_gate_input(acc[i], 1, has_bn, sc, sh);
+        if (partials) conv_partials(yk, k, partials, H, W);
+    }
+}
+
+/* gacn_cse_scale for one image, in the kernel's order: lane l (0..15) adds blocks l, l+16, ... in
+ * float64, then the 16 lane sums are added in lane order. */
+void cse_scale(const float* p, int blocks, long long count, const float* fc1, const float* fc2, float* s) {
+    constexpr int K = GACN_CONV_COUT, LANES = 16;
+    double mean[K];
+    for (int k = 0; k < K; ++k) {
+        double lanes[LANES];
+        for (int l = 0; l < LANES; ++l) {
+            double acc = 0.0;
+            for (int b = l; b < blocks; b += LANES) acc = gacn_dadd(acc, (double)p[(size_t)b * K + k]);
+            lanes[l] = acc;
+        }
+        double sum = 0.0;
+        for (int l = 0; l < LANES; ++l) sum = gacn_dadd(sum, lanes[l]);
+        mean[k] = sum / (double)count;
+    }
+    for (int k = 0; k < K; ++k) s[k] = gacn_cse_mlp(mean, fc1, fc2, k);
+}
+
 /* Conv2d 3x3 cin -> 16 + ReLU + BatchNorm (gacn_conv3x3_c16), one image. Per output channel a
  * float plane starts at the bias and adds gacn_mul(w, x) in (channel, dy, dx) order (the CUDA
  * kernel uses fmaf in the same order: the two agree to FP32 rounding, not bit for bit). The
  * partial sums cover the kernel's block tiles, each summed in row-major order. */
 void conv3x3_c16(const float* x, int cin, const float* weight, const float* bias, const float* bn, float* y,
                  float* partials, int H, int W) {
-    constexpr int K = GACN_CONV_COUT, TW = GACN_CONV_TILE_W, TH = GACN_CONV_TILE_H;
+    constexpr int K = GACN_CONV_COUT;
     const size_t plane = (size_t)H * W;
-    const int bx = (W + TW - 1) / TW, by = (H + TH - 1) / TH;
     std::vector<float> acc(plane);
     for (int k = 0; k < K; ++k) {
         std::fill(acc.begin(), acc.end(), bias[k]);
@@ -271,14 +369,7 @@ void conv3x3_c16(const float* x, int cin, const float* weight, const float* bias
         const float sc = has_bn ? bn[k] : 1.0f, sh = has_bn ? bn[K + k] : 0.0f;
         float* yk = y + (size_t)k * plane;
         for (size_t i = 0; i < plane; ++i) yk[i] = gacn_gate_input(acc[i], 1, has_bn, sc, sh);
-        if (partials)
-            for (int b = 0; b < bx * by; ++b) {
-                const int i0 = (b / bx) * TH, j0 = (b % bx) * TW;
-                float s = 0.0f;
-                for (int i = i0; i < std::min(H, i0 + TH); ++i)
-                    for (int j = j0; j < std::min(W, j0 + TW); ++j) s = gacn_add(s, yk[(size_t)i * W + j]);
-                partials[(size_t)b * K + k] = s;
-            }
+        if (partials) conv_partials(yk, k, partials, H, W);
     }
 }
 
@@ -302,14 +393,59 @@ GACN_API int gacn_conv3x3_c16(const float* x, int cin, const float* weight, cons
     return GACN_OK;
 }
 
-GACN_API int gacn_activity(const void* fa, const void* fb, void* bm, int n, int na, int c, int h, int w, int dtype,
-                           int layout, gacn_stream_t) {
-    if (!gacn_check_activity(fa, fb, bm, n, na, c, h, w, dtype, layout)) return GACN_ERR_INVALID;
-    if (dtype == GACN_F32)
-        activity((const float*)fa, (const float*)fb, (float*)bm, n, na, c, h, w, layout);
-    else
-        activity((const uint16_t*)fa, (const uint16_t*)fb, (uint16_t*)bm, n, na, c, h, w, layout);
+GACN_API int gacn_feature_conv_algo(int cin, int algo) {
+    return gacn_feature_conv_uses_tc(cin, algo) ? GACN_CONV_3XTF32 : GACN_CONV_FFMA;
+}
+
+GACN_API int gacn_feature_conv(const float* x, int cin, const float* in_scale, long long scale_batch_stride,
+                               const float* weight, const float* bias, const float* bn, float* y, float* partial_sums,
+                               int n, int h, int w, long long x_batch_stride, long long y_batch_stride, int algo,
+                               gacn_stream_t) {
+    if (!gacn_check_feature_conv(x, cin, weight, bias, y, n, h, w, x_batch_stride, y_batch_stride, algo))
+        return GACN_ERR_INVALID;
+    const size_t blocks = gacn_conv3x3_c16_partials(h, w);
+    const bool tc = gacn_feature_conv_algo(cin, algo) == GACN_CONV_3XTF32;
+    for (int b = 0; b < n; ++b) {
+        const std::vector<float> wf =
+            fold_weights(weight, in_scale ? in_scale + (size_t)b * scale_batch_stride : nullptr, cin);
+        float* ps = partial_sums ? partial_sums + (size_t)b * blocks * GACN_CONV_COUT : nullptr;
+        (tc ? conv3x3_tc : conv3x3_c16)(x + (size_t)b * x_batch_stride, cin, wf.data(), bias, bn,
+                                        y + (size_t)b * y_batch_stride, ps, h, w);
+    }
     return GACN_OK;
+}
+
+GACN_API int gacn_cse_scale(const float* partial_sums, int n, int blocks, long long count, const float* fc1,
+                            const float* fc2, float* s, long long s_batch_stride, gacn_stream_t) {
+    if (!gacn_check_cse_scale(partial_sums, n, blocks, count, fc1, fc2, s, s_batch_stride)) return GACN_ERR_INVALID;
+    for (int b = 0; b < n; ++b)
+        cse_scale(partial_sums + (size_t)b * blocks * GACN_CONV_COUT, blocks, count, fc1, fc2,
+                  s + (size_t)b * s_batch_stride);
+    return GACN_OK;
+}
+
+GACN_API int gacn_activity_scaled(const void* fa, const void* fb, const float* scale_a, const float* scale_b,
+                                  void* bm, int n, int na, int c, int h, int w, int in_dtype, int in_layout,
+                                  int out_dtype, int out_layout, gacn_stream_t) {
+    if (!gacn_check_activity_scaled(fa, fb, bm, n, na, c, h, w, in_dtype, in_layout, out_dtype, out_layout))
+        return GACN_ERR_INVALID;
+    const auto *f32a = (const float*)fa, *f32b = (const float*)fb;
+    const auto *f16a = (const uint16_t*)fa, *f16b = (const uint16_t*)fb;
+    if (in_dtype == GACN_F32 && out_dtype == GACN_F32)
+        activity(f32a, f32b, scale_a, scale_b, (float*)bm, n, na, c, h, w, in_layout, out_layout);
+    if (in_dtype == GACN_F32 && out_dtype == GACN_F16)
+        activity(f32a, f32b, scale_a, scale_b, (uint16_t*)bm, n, na, c, h, w, in_layout, out_layout);
+    if (in_dtype == GACN_F16 && out_dtype == GACN_F32)
+        activity(f16a, f16b, scale_a, scale_b, (float*)bm, n, na, c, h, w, in_layout, out_layout);
+    if (in_dtype == GACN_F16 && out_dtype == GACN_F16)
+        activity(f16a, f16b, scale_a, scale_b, (uint16_t*)bm, n, na, c, h, w, in_layout, out_layout);
+    return GACN_OK;
+}
+
+GACN_API int gacn_activity(const void* fa, const void* fb, void* bm, int n, int na, int c, int h, int w, int dtype,
+                           int layout, gacn_stream_t stream) {
+    if (!gacn_check_activity(fa, fb, bm, n, na, c, h, w, dtype, layout)) return GACN_ERR_INVALID;
+    return gacn_activity_scaled(fa, fb, nullptr, nullptr, bm, n, na, c, h, w, dtype, layout, dtype, layout, stream);
 }
 
 GACN_API int gacn_spatial_gate(const void* x, const float* weight, const float* bn, int relu, void* y, int n, int c,
@@ -381,6 +517,6 @@ GACN_API int gacn_stack_next(const float* mi, const void* frame, int i, const fl
 
 GACN_API const char* gacn_backend(void) { return "cpu"; }
 
-GACN_API int gacn_abi_version(void) { return 2; }
+GACN_API int gacn_abi_version(void) { return 3; }
 
 }  // extern "C"

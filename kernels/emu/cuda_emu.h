@@ -68,12 +68,37 @@ typedef int cudaError_t;
 enum { cudaSuccess = 0 };
 inline cudaError_t cudaGetLastError() { return cudaSuccess; }
 
+/* The emulated device: compute capability 9.0 with an H100's 227 KB of opt-in shared memory per
+ * block, so that launchers take their sm_80+/large-shared-memory paths (tensor cores, cp.async
+ * callers) exactly as on the GPU the kernels are tuned for. */
+enum cudaDeviceAttr {
+    cudaDevAttrComputeCapabilityMajor = 75,
+    cudaDevAttrComputeCapabilityMinor = 76,
+    cudaDevAttrMaxSharedMemoryPerBlockOptin = 97
+};
+enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
+inline cudaError_t cudaGetDevice(int* device) {
+    *device = 0;
+    return cudaSuccess;
+}
+inline cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int /*device*/) {
+    *value = attr == cudaDevAttrComputeCapabilityMajor ? 9 : attr == cudaDevAttrComputeCapabilityMinor ? 0 : 232448;
+    return cudaSuccess;
+}
+template <class F>
+cudaError_t cudaFuncSetAttribute(F* /*kernel*/, cudaFuncAttribute, int value) {
+    return value <= 232448 ? cudaSuccess : 1;
+}
+
 namespace gacn_emu {
 inline thread_local uint3 tl_thread, tl_block;
 inline thread_local dim3 tl_block_dim, tl_grid_dim;
 inline thread_local std::barrier<>* tl_barrier = nullptr;
 inline thread_local std::barrier<>* tl_warp_barrier = nullptr;  // the 32 (or fewer) threads of a warp
 inline thread_local uint64_t* tl_warp_slots = nullptr;          // one exchange slot per lane
+constexpr size_t kGatherBytes = 256;                              // per lane and set (warp_gather)
+inline thread_local unsigned char* tl_warp_gather = nullptr;      // 2 sets x 32 lanes x kGatherBytes
+inline thread_local unsigned char* tl_dyn_smem = nullptr;         // the block's dynamic shared memory
 
 [[noreturn]] inline void fail(const char* what) {
     std::fprintf(stderr, "gacn_emu: %s\n", what);
@@ -88,6 +113,7 @@ template <class... P>
 struct Launch {
     void (*kernel)(P...);
     dim3 grid, block;
+    size_t smem;  // dynamic shared memory bytes (zero-filled per block here; undefined on the GPU)
     template <class... A>
     void operator()(A&&... args) const {
         std::tuple<P...> params(std::forward<A>(args)...);
@@ -101,6 +127,10 @@ struct Launch {
                     for (unsigned w = 0; w < nwarps; ++w)
                         warp_bars.emplace_back(new std::barrier<>((std::ptrdiff_t)std::min(32u, nthreads - 32 * w)));
                     std::vector<uint64_t> slots(64 * nwarps);  // two sets of 32 per warp
+                    std::vector<float4> gather(2 * 32 * kGatherBytes / sizeof(float4) * nwarps);
+                    std::vector<float4> dyn((smem + sizeof(float4) - 1) / sizeof(float4) + 1);
+                    // NaN-poisoned: a kernel that reads dynamic shared memory it did not write fails
+                    std::memset(dyn.data(), 0xff, dyn.size() * sizeof(float4));
                     std::vector<std::thread> threads;
                     threads.reserve(nthreads);
                     for (unsigned t = 0; t < nthreads; ++t)
@@ -112,6 +142,8 @@ struct Launch {
                             tl_barrier = &bar;
                             tl_warp_barrier = warp_bars[t / 32].get();
                             tl_warp_slots = &slots[64 * (t / 32)];
+                            tl_warp_gather = reinterpret_cast<unsigned char*>(gather.data()) + (t / 32) * 2 * 32 * kGatherBytes;
+                            tl_dyn_smem = reinterpret_cast<unsigned char*>(dyn.data());
                             std::apply(kernel, params);
                         });
                     for (auto& th : threads) th.join();
@@ -119,8 +151,55 @@ struct Launch {
     }
 };
 template <class... P>
-Launch<P...> launch(void (*kernel)(P...), dim3 grid, dim3 block, const void* /*stream: host runs in order*/) {
-    return {kernel, grid, block};
+Launch<P...> launch(void (*kernel)(P...), dim3 grid, dim3 block, const void* /*stream: host runs in order*/,
+                    size_t smem = 0) {
+    return {kernel, grid, block, smem};
+}
+
+/* All 32 lanes' copies of `v` (every lane of the warp must call it, as with the shuffles below):
+ * gathered(l) is lane l's value, valid until this warp's second gather after this one (two slot
+ * sets used alternately, as the shuffles). One warp barrier. */
+template <class T>
+struct Gathered {
+    const unsigned char* base;
+    const T& operator()(unsigned l) const { return *reinterpret_cast<const T*>(base + (size_t)l * kGatherBytes); }
+};
+template <class T>
+Gathered<T> warp_gather(const T& v) {
+    static_assert(sizeof(T) <= kGatherBytes && alignof(T) <= 16, "gathered value too large");
+    static thread_local unsigned parity = 0;
+    unsigned char* set = tl_warp_gather + parity * 32 * kGatherBytes;
+    parity ^= 1u;
+    std::memcpy(set + (size_t)lane() * kGatherBytes, &v, sizeof(T));
+    tl_warp_barrier->arrive_and_wait();
+    return {set};
+}
+
+/* mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32, the part of D = A B + C that lane `l` holds,
+ * with g = l / 4, t = l % 4 (PTX ISA, "Matrix fragments for mma.m16n8k8", .tf32):
+ *   A 16x8: a[0] = A[g][t], a[1] = A[g+8][t], a[2] = A[g][t+4], a[3] = A[g+8][t+4] of lane 4g+t;
+ *   B 8x8:  b[0] = B[t][g], b[1] = B[t+4][g];
+ *   C, D:   c[0] = C[g][2t], c[1] = C[g][2t+1], c[2] = C[g+8][2t], c[3] = C[g+8][2t+1].
+ * a(l, i) and b(l, i) give lane l's registers as floats. Every operand must be a TF32 value (its low
+ * 13 bits zero: the kernels round explicitly; asserted here), so each product is exact in FP32.
+ * Ordering assumption of this model: the 8 products are added to C one at a time, k = 0..7, each
+ * addition rounded to nearest in FP32. The hardware's internal order and rounding are not
+ * specified by PTX; kernels/README.md derives an error bound that holds for any of them. */
+template <class FA, class FB>
+void mma_m16n8k8_tf32(float d[4], unsigned l, FA&& a, FB&& b) {
+    auto tf32 = [](float v) {
+        if (gacn_float_bits(v) & ~GACN_TF32_MASK) fail("mma tf32 operand is not a TF32 value (low 13 bits set)");
+        return v;
+    };
+    auto A = [&](unsigned row, unsigned k) { return tf32(a(4 * (row % 8) + k % 4, (row >= 8 ? 1 : 0) + (k >= 4 ? 2 : 0))); };
+    auto B = [&](unsigned k, unsigned col) { return tf32(b(4 * col + k % 4, k >= 4 ? 1 : 0)); };
+    const unsigned g = l / 4, t = l % 4;
+    for (int i = 0; i < 4; ++i) {
+        const unsigned row = g + 8 * (i >> 1), col = 2 * t + (i & 1);  // the D element d[i] holds
+        float acc = d[i];
+        for (unsigned k = 0; k < 8; ++k) acc = acc + A(row, k) * B(k, col);  // exact product, rounded sum
+        d[i] = acc;
+    }
 }
 }  // namespace gacn_emu
 

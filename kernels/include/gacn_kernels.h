@@ -99,6 +99,56 @@ GACN_API int gacn_conv3x3_c16(const float* x, int cin, const float* weight, cons
  * (0 if h or w < 1). */
 GACN_API size_t gacn_conv3x3_c16_partials(int h, int w);
 
+/* ---- ABI 3: the feature path without elementwise passes ---------------------------------------
+ * The CSE scale of feature block k is never multiplied into the feature buffer: the buffer holds
+ * the UNSCALED block outputs u_k, every consumer applies the scales itself (the next blocks' conv
+ * folds them into its weights per input channel, the activity into its squared gradients), and
+ * the scales s [N, 4, 16] are either computed from the conv's partial sums (gacn_cse_scale) or
+ * handed in (tiled execution). See kernels/README.md, "The feature path (ABI 3)". */
+
+/* Algorithms of gacn_feature_conv. */
+enum { GACN_CONV_FFMA = 0, GACN_CONV_3XTF32 = 1 };
+
+/* A feature ConvBlock on an unscaled input: gacn_conv3x3_c16 with the input's per-channel scale
+ * folded into the weights, w'[k][c][t] = fl(weight[k][c][t] * in_scale[b][c]) (in_scale NULL:
+ * w' = weight), then c = conv3x3(x, w') + bias, u = max(c, 0), u = bn ? u*bn[k] + bn[16+k] : u.
+ * in_scale: image b's cin scales at in_scale + b * scale_batch_stride (float32, where the data
+ * lives). Strides, slices, partial sums (same block tiling: gacn_conv3x3_c16_partials) and the
+ * fast-path conditions as gacn_conv3x3_c16.
+ * algo GACN_CONV_FFMA: the FP32 FMA kernel of gacn_conv3x3_c16 (any GPU).
+ * algo GACN_CONV_3XTF32: tensor cores (mma.sync m16n8k8 TF32, sm_80+) at FP32-level accuracy:
+ * x = x_hi + x_lo and w' = w_hi + w_lo (each part rounded to TF32 with cvt.rna), the products
+ * x_lo*w_hi + x_hi*w_lo + x_hi*w_hi accumulated in FP32 (error bound in kernels/README.md).
+ * It needs cin >= 8 and a GPU with compute capability >= 8.0 and >= 101,888 bytes of shared
+ * memory per block (A100, H100, H200, ...); otherwise the FFMA kernel runs (same results to FP32
+ * rounding). Inputs must be finite. Any other algo: GACN_ERR_INVALID. */
+GACN_API int gacn_feature_conv(const float* x, int cin, const float* in_scale, long long scale_batch_stride,
+                               const float* weight, const float* bias, const float* bn, float* y, float* partial_sums,
+                               int n, int h, int w, long long x_batch_stride, long long y_batch_stride, int algo,
+                               gacn_stream_t stream);
+
+/* Which kernel gacn_feature_conv runs for (cin, algo) on the current device: GACN_CONV_FFMA or
+ * GACN_CONV_3XTF32 (the CPU library answers for its own twin: algo itself). */
+GACN_API int gacn_feature_conv_algo(int cin, int algo);
+
+/* The CSE scale (spec section 2) of one feature block from gacn_conv3x3_c16's partial sums
+ * [N, blocks, 16]: mean = (sum over blocks, in float64, fixed order) / count, then in float64
+ * s = sigmoid(fc2 @ relu(fc1 @ mean)), rounded to float32 once. fc1 [2,16], fc2 [16,2] float32.
+ * Image b's 16 scales go to s + b * s_batch_stride (e.g. the [N, 4, 16] scale tensor's block slot). */
+GACN_API int gacn_cse_scale(const float* partial_sums, int n, int blocks, long long count, const float* fc1,
+                            const float* fc2, float* s, long long s_batch_stride, gacn_stream_t stream);
+
+/* gacn_activity on unscaled features with per-channel scales, and with its own output type and
+ * layout. F_A = scale_a[a] * fa (scale_a [na, C], NULL = 1), F_B = scale_b[b] * fb ([N, C]):
+ * bm = sigmoid(1000 * boxsum11(G(F_A) - G(F_B))), where each G(F) is evaluated as
+ * fl(G(f) * fl(s*s)) (G(s f) = s^2 G(f); the order keeps G's FP32 error relative to G itself; with
+ * NULL scales the result is bit-identical to gacn_activity). fa, fb: in_dtype, in_layout;
+ * bm: out_dtype, out_layout. out_layout == in_layout, or in NCHW -> out NHWC (the FP16 decision
+ * path's channels-last input, written directly); NHWC -> NCHW is GACN_ERR_INVALID. */
+GACN_API int gacn_activity_scaled(const void* fa, const void* fb, const float* scale_a, const float* scale_b,
+                                  void* bm, int n, int na, int c, int h, int w, int in_dtype, int in_layout,
+                                  int out_dtype, int out_layout, gacn_stream_t stream);
+
 /* Library identity for checks: "cuda" or "cpu", and the ABI version (bumped on any change). */
 GACN_API const char* gacn_backend(void);
 GACN_API int gacn_abi_version(void);

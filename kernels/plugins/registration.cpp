@@ -5,13 +5,14 @@
  * IPluginRegistry::loadLibrary() looks up (Python: registry.load_library(path); trtexec:
  * --dynamicPlugins=path), and nothing registers itself at load time (no REGISTER_TENSORRT_PLUGIN,
  * so a plain dlopen registers nothing):
- *   getCreators(nbCreators)  the three IPluginCreatorV3One creators (namespace "", version "1");
+ *   getCreators(nbCreators)  the four IPluginCreatorV3One creators (namespace "", version "1");
  *   setLoggerFinder(finder)  where TensorRT's logger is found for the plugins' messages.
  * The version script gacn_plugins.map exports exactly these two symbols.
  */
 #include "common/gacnPluginCommon.h"
 #include "gacnActivityPlugin/gacnActivityPlugin.h"
 #include "gacnBoundaryRefinePlugin/gacnBoundaryRefinePlugin.h"
+#include "gacnFeatureConvPlugin/gacnFeatureConvPlugin.h"
 #include "gacnSpatialGatePlugin/gacnSpatialGatePlugin.h"
 
 #if defined(_WIN32)
@@ -35,7 +36,8 @@ nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t& nbCreators) noexc
     static gacn::plugin::GacnActivityPluginCreator activity;
     static gacn::plugin::GacnSpatialGatePluginCreator spatialGate;
     static gacn::plugin::GacnBoundaryRefinePluginCreator boundaryRefine;
-    static nvinfer1::IPluginCreatorInterface* const creators[] = {&activity, &spatialGate, &boundaryRefine};
+    static gacn::plugin::GacnFeatureConvPluginCreator featureConv;
+    static nvinfer1::IPluginCreatorInterface* const creators[] = {&activity, &spatialGate, &boundaryRefine, &featureConv};
     nbCreators = static_cast<int32_t>(sizeof(creators) / sizeof(creators[0]));
     return creators;
 }

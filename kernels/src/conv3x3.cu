@@ -16,6 +16,7 @@
  * bit for bit.
  */
 #include "gacn_cuda.h"
+#include "gacn_cp_async.h"
 
 namespace {
 
@@ -36,48 +37,11 @@ constexpr int CV_WCHUNK = CV_CK * CV_TAPS * CV_K;  // weights of one chunk: [cha
 static_assert(CV_THREADS == 256, "launch bounds below");
 static_assert(CV_K * CV_THREADS + CV_K * 16 <= 2 * CV_CK * CV_PLANE, "the reduction scratch fits over the input tiles");
 
-/* Copies to shared memory that complete asynchronously on sm_80+ (cp.async, zero-filled when
- * `valid` is false: src-size 0 reads nothing), and synchronously elsewhere (sm_75, emulator). */
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-#define CV_ASYNC 1
-#endif
-GACN_DEV void cv_copy16(float* s, const float* g, bool valid) {
-#if defined(CV_ASYNC)
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"((unsigned)__cvta_generic_to_shared(s)),
-                 "l"(g), "r"(valid ? 16 : 0));
-#else
-    *reinterpret_cast<float4*>(s) = valid ? *reinterpret_cast<const float4*>(g) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-#endif
-}
-GACN_DEV void cv_copy4(float* s, const float* g, bool valid) {
-#if defined(CV_ASYNC)
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"((unsigned)__cvta_generic_to_shared(s)),
-                 "l"(g), "r"(valid ? 4 : 0));
-#else
-    *s = valid ? *g : 0.0f;
-#endif
-}
-GACN_DEV void cv_commit() {
-#if defined(CV_ASYNC)
-    asm volatile("cp.async.commit_group;\n" ::);
-#endif
-}
-/* Waits for this thread's copies but the most recent `pending` groups (0 or 1). */
-GACN_DEV void cv_wait(int pending) {
-#if defined(CV_ASYNC)
-    if (pending)
-        asm volatile("cp.async.wait_group 1;\n" ::);
-    else
-        asm volatile("cp.async.wait_group 0;\n" ::);
-#else
-    (void)pending;
-#endif
-}
-
 __global__ __launch_bounds__(CV_THREADS, 2) void conv3x3_c16_kernel(
-    const float* __restrict__ x, int cin, const float* __restrict__ weight, const float* __restrict__ bias,
-    const float* __restrict__ bn, float* __restrict__ y, float* __restrict__ partial_sums, int H, int W,
-    long long x_batch_stride, long long y_batch_stride, int vec) {
+    const float* __restrict__ x, int cin, const float* __restrict__ in_scale, long long scale_batch_stride,
+    const float* __restrict__ weight, const float* __restrict__ bias, const float* __restrict__ bn,
+    float* __restrict__ y, float* __restrict__ partial_sums, int H, int W, long long x_batch_stride,
+    long long y_batch_stride, int vec) {
     __shared__ __align__(16) float sIn[2][CV_CK * CV_PLANE];  // two chunk buffers
     __shared__ __align__(16) float sW[2][CV_WCHUNK];
 
@@ -86,6 +50,7 @@ __global__ __launch_bounds__(CV_THREADS, 2) void conv3x3_c16_kernel(
     const size_t plane = (size_t)H * W;
     const float* px = x + (size_t)n * (size_t)x_batch_stride;
     float* py = y + (size_t)n * (size_t)y_batch_stride;
+    const float* scale = in_scale != nullptr ? in_scale + (size_t)n * (size_t)scale_batch_stride : nullptr;
 
     float acc[CV_K][CV_PX];
 #pragma unroll
@@ -124,9 +89,17 @@ __global__ __launch_bounds__(CV_THREADS, 2) void conv3x3_c16_kernel(
         const int kn = cin - c0 < CV_CK ? cin - c0 : CV_CK;
         float* sw = sW[buf];
         float* si = sIn[buf];
+        // Weights: copied as they are, or folded with the input's per-channel scale on the way
+        // (w' = fl(w * s); a plain load: three per thread and chunk).
 #pragma unroll
         for (int i = 0; i < WSLOTS; ++i)
-            if (w_kc[i] < kn) cv_copy4(sw + w_s[i], weight + (size_t)c0 * CV_TAPS + w_g[i], true);
+            if (w_kc[i] < kn) {
+                const float* g = weight + (size_t)c0 * CV_TAPS + w_g[i];
+                if (scale != nullptr)
+                    sw[w_s[i]] = gacn_mul(*g, scale[c0 + w_kc[i]]);
+                else
+                    cv_copy4(sw + w_s[i], g, true);
+            }
         if (vec) {
             const float* pc = px + (size_t)c0 * plane;
 #pragma unroll 1
@@ -240,7 +213,55 @@ __global__ __launch_bounds__(CV_THREADS, 2) void conv3x3_c16_kernel(
     }
 }
 
+
+/* gacn_cse_scale: one block of 256 threads per image. Thread (lane l = t / 16, channel k = t % 16)
+ * adds blocks l, l + 16, l + 32, ... in increasing order in float64; channel k's 16 lane sums are
+ * then added l = 0..15 (the CPU library spells out the same order). */
+constexpr int CSE_THREADS = 256, CSE_LANES = CSE_THREADS / CV_K;
+
+__global__ __launch_bounds__(CSE_THREADS) void cse_scale_kernel(const float* __restrict__ partial_sums, int blocks,
+                                                                 long long count, const float* __restrict__ fc1,
+                                                                 const float* __restrict__ fc2, float* __restrict__ s,
+                                                                 long long s_batch_stride) {
+    __shared__ double red[CSE_LANES][CV_K];
+    __shared__ double mean[CV_K];
+    const int t = threadIdx.x, k = t % CV_K, l = t / CV_K, n = (int)blockIdx.x;
+    const float* p = partial_sums + (size_t)n * blocks * CV_K;
+    double acc = 0.0;
+    for (int b = l; b < blocks; b += CSE_LANES) acc = gacn_dadd(acc, (double)p[(size_t)b * CV_K + k]);
+    red[l][k] = acc;
+    __syncthreads();
+    if (t < CV_K) {
+        double sum = 0.0;
+        for (int i = 0; i < CSE_LANES; ++i) sum = gacn_dadd(sum, red[i][t]);
+        mean[t] = sum / (double)count;
+    }
+    __syncthreads();
+    if (t < CV_K) {
+        float* out = s + (size_t)n * (size_t)s_batch_stride;
+        out[t] = gacn_cse_mlp(mean, fc1, fc2, t);
+    }
+}
+
 }  // namespace
+
+/* The tensor-core kernel (conv3x3_tc.cu). */
+bool gacn_conv_tc_available();
+int gacn_conv_tc_launch(const float* x, int cin, const float* in_scale, long long scale_batch_stride,
+                        const float* weight, const float* bias, const float* bn, float* y, float* partial_sums, int n,
+                        int h, int w, long long x_batch_stride, long long y_batch_stride, gacn_stream_t stream);
+
+static int launch_ffma(const float* x, int cin, const float* in_scale, long long scale_batch_stride,
+                       const float* weight, const float* bias, const float* bn, float* y, float* partial_sums, int n,
+                       int h, int w, long long x_batch_stride, long long y_batch_stride, gacn_stream_t stream) {
+    const int vec = w % 4 == 0 && gacn_aligned(x, 16) && gacn_aligned(y, 16) && x_batch_stride % 4 == 0 &&
+                    y_batch_stride % 4 == 0;
+    const dim3 grid(gacn_blocks(w, CV_TW), gacn_blocks(h, CV_TH), n);
+    GACN_LAUNCH(conv3x3_c16_kernel, grid, dim3(CV_THREADS), stream)
+    (x, cin, in_scale, scale_batch_stride, weight, bias, bn, y, partial_sums, h, w, x_batch_stride, y_batch_stride,
+     vec);
+    return (int)cudaGetLastError();
+}
 
 extern "C" {
 
@@ -253,11 +274,32 @@ GACN_API int gacn_conv3x3_c16(const float* x, int cin, const float* weight, cons
                               float* y, float* partial_sums, int n, int h, int w, long long x_batch_stride,
                               long long y_batch_stride, gacn_stream_t stream) {
     if (!gacn_check_conv3x3(x, cin, weight, bias, y, n, h, w, x_batch_stride, y_batch_stride)) return GACN_ERR_INVALID;
-    const int vec = w % 4 == 0 && gacn_aligned(x, 16) && gacn_aligned(y, 16) && x_batch_stride % 4 == 0 &&
-                    y_batch_stride % 4 == 0;
-    const dim3 grid(gacn_blocks(w, CV_TW), gacn_blocks(h, CV_TH), n);
-    GACN_LAUNCH(conv3x3_c16_kernel, grid, dim3(CV_THREADS), stream)
-    (x, cin, weight, bias, bn, y, partial_sums, h, w, x_batch_stride, y_batch_stride, vec);
+    return launch_ffma(x, cin, nullptr, 0, weight, bias, bn, y, partial_sums, n, h, w, x_batch_stride,
+                       y_batch_stride, stream);
+}
+
+GACN_API int gacn_feature_conv_algo(int cin, int algo) {
+    return gacn_feature_conv_uses_tc(cin, algo) && gacn_conv_tc_available() ? GACN_CONV_3XTF32 : GACN_CONV_FFMA;
+}
+
+GACN_API int gacn_feature_conv(const float* x, int cin, const float* in_scale, long long scale_batch_stride,
+                               const float* weight, const float* bias, const float* bn, float* y, float* partial_sums,
+                               int n, int h, int w, long long x_batch_stride, long long y_batch_stride, int algo,
+                               gacn_stream_t stream) {
+    if (!gacn_check_feature_conv(x, cin, weight, bias, y, n, h, w, x_batch_stride, y_batch_stride, algo))
+        return GACN_ERR_INVALID;
+    if (gacn_feature_conv_algo(cin, algo) == GACN_CONV_3XTF32)
+        return gacn_conv_tc_launch(x, cin, in_scale, scale_batch_stride, weight, bias, bn, y, partial_sums, n, h, w,
+                                   x_batch_stride, y_batch_stride, stream);
+    return launch_ffma(x, cin, in_scale, scale_batch_stride, weight, bias, bn, y, partial_sums, n, h, w,
+                       x_batch_stride, y_batch_stride, stream);
+}
+
+GACN_API int gacn_cse_scale(const float* partial_sums, int n, int blocks, long long count, const float* fc1,
+                            const float* fc2, float* s, long long s_batch_stride, gacn_stream_t stream) {
+    if (!gacn_check_cse_scale(partial_sums, n, blocks, count, fc1, fc2, s, s_batch_stride)) return GACN_ERR_INVALID;
+    GACN_LAUNCH(cse_scale_kernel, dim3(n), dim3(CSE_THREADS), stream)
+    (partial_sums, blocks, count, fc1, fc2, s, s_batch_stride);
     return (int)cudaGetLastError();
 }
 

@@ -65,4 +65,32 @@ static inline int gacn_check_conv3x3(const float* x, int cin, const float* weigh
     return x_batch_stride >= cin * plane && y_batch_stride >= GACN_CONV_COUT * plane;
 }
 
+static inline int gacn_check_feature_conv(const float* x, int cin, const float* weight, const float* bias,
+                                          const float* y, int n, int h, int w, long long x_batch_stride,
+                                          long long y_batch_stride, int algo) {
+    return (algo == GACN_CONV_FFMA || algo == GACN_CONV_3XTF32) &&
+           gacn_check_conv3x3(x, cin, weight, bias, y, n, h, w, x_batch_stride, y_batch_stride);
+}
+/* The tensor-core feature conv stages 8 input channels per k-step; below that the FMA kernel runs. */
+#define GACN_TC_MIN_CIN 8
+static inline int gacn_feature_conv_uses_tc(int cin, int algo) { return algo == GACN_CONV_3XTF32 && cin >= GACN_TC_MIN_CIN; }
+
+static inline int gacn_check_cse_scale(const float* partial_sums, int n, int blocks, long long count, const float* fc1,
+                                       const float* fc2, const float* s, long long s_batch_stride) {
+    return partial_sums && fc1 && fc2 && s && n >= 1 && n <= GACN_MAX_BATCH && blocks >= 1 && count >= 1 &&
+           s_batch_stride >= GACN_CONV_COUT;
+}
+
+/* Output layout: the input's, or NCHW in -> NHWC out. */
+static inline int gacn_valid_activity_layouts(int in_layout, int out_layout) {
+    return gacn_valid_layout(in_layout) && gacn_valid_layout(out_layout) &&
+           (in_layout == out_layout || (in_layout == GACN_NCHW && out_layout == GACN_NHWC));
+}
+static inline int gacn_check_activity_scaled(const void* fa, const void* fb, const void* bm, int n, int na, int c,
+                                             int h, int w, int in_dtype, int in_layout, int out_dtype,
+                                             int out_layout) {
+    return fa && fb && bm && gacn_valid_nchw(n, c, h, w) && gacn_valid_batch(n, na) && gacn_valid_dtype(in_dtype) &&
+           gacn_valid_dtype(out_dtype) && gacn_valid_activity_layouts(in_layout, out_layout);
+}
+
 #endif /* GACN_ARGS_H */

@@ -12,9 +12,16 @@
 #if defined(GACN_EMU)
 #include "../emu/cuda_emu.h"
 #define GACN_LAUNCH(kernel, grid, block, stream) ::gacn_emu::launch(kernel, grid, block, stream)
+#define GACN_LAUNCH_SMEM(kernel, grid, block, smem, stream) ::gacn_emu::launch(kernel, grid, block, stream, smem)
+/* The block's dynamic shared memory as `type* name`. */
+#define GACN_DYNAMIC_SMEM(type, name) type* name = reinterpret_cast<type*>(::gacn_emu::tl_dyn_smem)
 #else
 #include <cuda_runtime.h>
 #define GACN_LAUNCH(kernel, grid, block, stream) kernel<<<grid, block, 0, (cudaStream_t)(stream)>>>
+#define GACN_LAUNCH_SMEM(kernel, grid, block, smem, stream) kernel<<<grid, block, smem, (cudaStream_t)(stream)>>>
+#define GACN_DYNAMIC_SMEM(type, name)                        \
+    extern __shared__ __align__(16) unsigned char name##_raw[]; \
+    type* name = reinterpret_cast<type*>(name##_raw)
 #endif
 
 #include "gacn_args.h"

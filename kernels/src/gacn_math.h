@@ -210,6 +210,60 @@ GACN_HD inline float gacn_mask(float sum_a, float sum_b, float count, float guid
     return gacn_add(gacn_mul(q, bd), gacn_mul(d, gacn_sub(1.0f, bd)));
 }
 
+/* ---- spec section 2: the CSE scale from the channel means ---------------------------------- */
+/* s_k = sigmoid(sum_j fc2[k][j] * relu(sum_c fc1[j][c] * mean[c])), fc1 [2,16], fc2 [16,2], all in
+ * float64 in this order, rounded to float32 once (a NaN mean stays NaN). */
+GACN_HD inline float gacn_cse_mlp(const double* mean, const float* fc1, const float* fc2, int k) {
+    double hidden[2];
+    for (int j = 0; j < 2; ++j) {
+        double a = 0.0;
+        for (int c = 0; c < 16; ++c) a = gacn_dadd(a, gacn_dmul((double)fc1[j * 16 + c], mean[c]));
+        hidden[j] = a < 0.0 ? 0.0 : a;
+    }
+    const double z = gacn_dadd(gacn_dmul((double)fc2[k * 2], hidden[0]), gacn_dmul((double)fc2[k * 2 + 1], hidden[1]));
+    return (float)(1.0 / (1.0 + exp(-z)));
+}
+
+/* ---- TF32 splitting for the 3xTF32 feature convolution (gacn_feature_conv) ---------------- */
+GACN_HD inline uint32_t gacn_float_bits(float f) {
+    uint32_t b;
+    memcpy(&b, &f, 4);
+    return b;
+}
+GACN_HD inline float gacn_bits_float(uint32_t b) {
+    float f;
+    memcpy(&f, &b, 4);
+    return f;
+}
+#define GACN_TF32_MASK 0xffffe000u  /* sign, exponent and the top 10 mantissa bits */
+/* cvt.rna.tf32.f32: round to nearest, ties away from zero, to TF32 (10 mantissa bits); inf and
+ * NaN keep their bits (then masked). This is the instruction's SASS on sm_80..sm_90 (VIADD 0x1000,
+ * FSETP |x| >= inf, SEL, LOP3), spelled out so that host and device agree bit for bit. */
+GACN_HD inline float gacn_tf32_rna(float x) {
+    uint32_t b = gacn_float_bits(x);
+    if ((b & 0x7f800000u) != 0x7f800000u) b += 0x1000u;
+    return gacn_bits_float(b & GACN_TF32_MASK);
+}
+/* The same rounding for finite x in two instructions (VIADD, LOP3): the kernel's lo parts. */
+GACN_HD inline float gacn_tf32_rna_finite(float x) { return gacn_bits_float((gacn_float_bits(x) + 0x1000u) & GACN_TF32_MASK); }
+/* Truncation to TF32 (one LOP3; keeps NaN a NaN, inf an inf). */
+GACN_HD inline float gacn_tf32_trunc(float x) { return gacn_bits_float(gacn_float_bits(x) & GACN_TF32_MASK); }
+/* The input split of 3xTF32: hi = trunc(x) (|x - hi| < 2^-10 |x|), lo = rna(x - hi) with x - hi
+ * exact, so |x - hi - lo| <= 2^-11 |x - hi| < 2^-21 |x|. Four instructions per element, and a NaN
+ * input stays NaN through hi. Both parts are TF32 values (what mma.sync is given). */
+GACN_HD inline void gacn_split_x(float x, float* hi, float* lo) {
+    const float h = gacn_tf32_trunc(x);
+    *hi = h;
+    *lo = gacn_tf32_rna_finite(gacn_sub(x, h));
+}
+/* The weight split (once per staged weight): hi = rna(w) (|w - hi| <= 2^-11 |w|), lo = rna(w - hi),
+ * |w - hi - lo| <= 2^-22 |w|. */
+GACN_HD inline void gacn_split_w(float w, float* hi, float* lo) {
+    const float h = gacn_tf32_rna(w);
+    *hi = h;
+    *lo = gacn_tf32_rna(gacn_sub(w, h));
+}
+
 /* ---- spec sections 1, 7, 8 --------------------------------------------------------------- */
 /* Spec section 1 as engine.preprocess.luma (gacn_kernels.h gives the exact recipe). An FP16 luma
  * is this float32 value rounded to FP16, as torch's luma.half() of the float32 plane. */

@@ -161,6 +161,6 @@ GACN_API const char* gacn_backend(void) {
 #endif
 }
 
-GACN_API int gacn_abi_version(void) { return 2; }
+GACN_API int gacn_abi_version(void) { return 3; }
 
 }  // extern "C"

@@ -3,9 +3,14 @@
  *
  *   inputs  fa [na,C,H,W]  (na = 1 broadcasts the reference frame, or na = N)
  *           fb [N, C,H,W]
- *   output  bm [N, C,H,W] = sigmoid(1000 * boxsum11x11(G(fa) - G(fb)))
- * FP32 or FP16, linear (NCHW), all three of the same type; FP32 arithmetic inside.
- * No fields. Runs gacn_activity() from kernels/include/gacn_kernels.h.
+ *           sa [na,C], sb [N,C] FP32, optional (4 inputs): per-channel scales of unscaled
+ *           features (kernel ABI 3: the CSE scales, never multiplied into the feature maps)
+ *   output  bm [N, C,H,W] = sigmoid(1000 * boxsum11x11(G(sa fa) - G(sb fb)))
+ * fa, fb, bm FP32 or FP16, linear (NCHW), all three of the same type; FP32 arithmetic inside.
+ * Fields: scaled (kINT32, 0 or 1, default 0): 1 for the 4-input form; out_half (kINT32, 0 or 1,
+ * default 0): 1 writes bm as HALF whatever fa's type (the FP16 decision path's input straight from
+ * FP32 features: no Cast layer). Runs gacn_activity() (2 inputs, bm of fa's type) or
+ * gacn_activity_scaled().
  */
 #ifndef GACN_ACTIVITY_PLUGIN_H
 #define GACN_ACTIVITY_PLUGIN_H
@@ -13,6 +18,7 @@
 #include "common/gacnPluginCommon.h"
 
 #include <string>
+#include <vector>
 
 namespace gacn
 {
@@ -22,7 +28,7 @@ namespace plugin
 class GacnActivityPlugin final : public GacnPluginBase
 {
 public:
-    explicit GacnActivityPlugin(std::string layerName);
+    GacnActivityPlugin(std::string layerName, int32_t scaled, int32_t outHalf);
     GacnActivityPlugin(GacnActivityPlugin const&) = default;
     ~GacnActivityPlugin() noexcept override = default;
 
@@ -48,10 +54,22 @@ public:
         void const* const* inputs, void* const* outputs, void* workspace, cudaStream_t stream) noexcept override;
     nvinfer1::PluginFieldCollection const* getFieldsToSerialize() noexcept override;
 
-    //! Throws PluginError unless fa, fb (and bm, when given) fit together; unknown (-1) extents pass.
-    static void checkShapes(nvinfer1::Dims const& fa, nvinfer1::Dims const& fb, nvinfer1::Dims const* bm);
+    //! Throws PluginError unless fa, fb (sa, sb and bm, when given) fit together; unknown (-1) extents pass.
+    static void checkShapes(nvinfer1::Dims const& fa, nvinfer1::Dims const& fb, nvinfer1::Dims const* bm,
+        nvinfer1::Dims const* sa = nullptr, nvinfer1::Dims const* sb = nullptr);
+
+    int32_t scaled() const noexcept
+    {
+        return mScaled;
+    }
 
 private:
+    //! 2 inputs (fa, fb), or 4 with scaled = 1 (fa, fb, sa, sb: kernel ABI 3), and one output.
+    void checkIo(int32_t nbInputs, int32_t nbOutputs) const;
+
+    int32_t mScaled;  // 1: inputs fa, fb, sa, sb
+    int32_t mOutHalf; // 1: bm is HALF
+    std::vector<nvinfer1::PluginField> mFields;
     nvinfer1::PluginFieldCollection mFieldsToSerialize{};
 };
 
@@ -61,6 +79,9 @@ public:
     GacnActivityPluginCreator() noexcept;
     nvinfer1::IPluginV3* createPlugin(
         char const* name, nvinfer1::PluginFieldCollection const* fc, nvinfer1::TensorRTPhase phase) noexcept override;
+
+private:
+    nvinfer1::PluginField mFieldNames[2];
 };
 
 } // namespace plugin
