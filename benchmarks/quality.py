@@ -1,5 +1,5 @@
 """No-reference fusion metrics (Q^AB/F, NMI, Q_Y, Q_CB) over a directory of registered pairs,
-for GACN, the prototype stack strategy focus-weights (on two frames) and, where installed,
+for GACN, the stack strategy focus-weights (on two frames) and, where installed,
 enfuse and focus-stack; a markdown table.
 
     python benchmarks/quality.py [--pairs-dir DIR] [--weights GACN.pkl] [-o table.md]
@@ -68,9 +68,8 @@ def main(argv=None) -> int:
     runners = {}
     fuser = Fuser("onnxruntime", weights=args.weights, threads=args.threads)
     runners["GACN"] = lambda a, b: fuser.fuse(a, b).fused
-    from engine import stack_strategies_proto as proto
-    ones = lambda img: np.ones(img.shape[:2], bool)
-    runners["focus-weights"] = lambda a, b: proto.focus_weights(None, [(a, ones(a)), (b, ones(b))])[0]
+    from engine.fusion import fuse_stack
+    runners["focus-weights"] = lambda a, b: fuse_stack([a, b], pipeline=None, align="none").fused
     if tools.enfuse_path():
         runners["enfuse"] = lambda a, b: tools.run_enfuse([a, b])[0]
     else:

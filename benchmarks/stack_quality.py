@@ -6,9 +6,9 @@
 Renders 9-frame stacks with a known answer (engine.synthetic: layered thin-lens blur over a depth
 map, noise sigma 2) for every scene in two variants, "registered" and "breathing" (3 % focus
 breathing about the centre, 5 % exposure drift, 1 % colour jitter), registers them with
-engine.align (auto), fuses them with every strategy (engine.stack_strategies_proto, built on
-Fuser.fuse(a, b, maps=True) and Fuser.fuse_stack) and with focus-stack (its own alignment) and
-enfuse (given our aligned frames) where installed, and scores PSNR / SSIM against the sharp
+engine.align (auto), fuses them with every strategy through the product's own path
+(engine.fusion.fuse_stack on the raw frames: alignment included, as `gacn-fuse --stack` runs)
+and with focus-stack (its own alignment) and enfuse (given our aligned frames) where installed, and scores PSNR / SSIM against the sharp
 image after registering each result to it (benchmarks/gt_score.py). Writes
 benchmarks/results/<tag>_stack_quality.md and a side-by-side picture <tag>_stack_quality.png;
 with --real also 1:1 crops of the authors' 9-frame stack and focus-stack's PCB example
@@ -31,7 +31,8 @@ if __package__ in (None, ""):
 
 from benchmarks import gt_score, tools  # noqa: E402
 from engine import align, synthetic  # noqa: E402
-from engine import stack_strategies_proto as proto  # noqa: E402
+from engine import strategies as S  # noqa: E402
+from engine.fusion import fuse_stack  # noqa: E402
 from engine.imageio import read_image  # noqa: E402
 
 log = logging.getLogger("stack_quality")
@@ -44,14 +45,9 @@ VARIANTS = {
 
 
 def strategies(fuser):
-    """name -> f(aligned [(frame, valid)]) -> fused. GACN ones need the fuser."""
-    out = {
-        "calibration": lambda al: fuser.fuse_stack([f for f, _ in al], strategy="calibration").fused,
-        "sequential": lambda al: fuser.fuse_stack([f for f, _ in al], strategy="sequential").fused,
-        "tree": lambda al: proto.tree(fuser, al)[0],
-        "focus-weights": lambda al: proto.focus_weights(None, al)[0],
-    }
-    return out
+    """name -> f(raw frames) -> fused, as `gacn-fuse --stack --strategy NAME` computes it."""
+    return {name: (lambda frames, name=name: fuse_stack(frames, pipeline=fuser.pipeline, strategy=name).fused)
+            for name in S.STRATEGIES}
 
 
 def run_synthetic(args, fuser) -> tuple[list[dict], dict]:
@@ -67,7 +63,7 @@ def run_synthetic(args, fuser) -> tuple[list[dict], dict]:
             results = {"middle frame": stack.frames[len(stack.frames) // 2]}
             for sname, fn in strategies(fuser).items():
                 t = time.perf_counter()
-                results[sname] = fn(al)
+                results[sname] = fn(stack.frames)
                 row["s"][sname] = time.perf_counter() - t
             if tools.focus_stack_path():
                 results["focus-stack"], row["s"]["focus-stack"] = tools.run_focus_stack(stack.frames)
@@ -87,8 +83,8 @@ def table(rows, args) -> str:
     methods = list(rows[0]["psnr"])
     lines = [f"Ground truth: 9-frame stacks from engine.synthetic at {args.size[1]}x{args.size[0]}, seed {args.seed}; "
              "PSNR dB / SSIM against the sharp image over the pixels every frame covers, each result "
-             "registered to the truth first. Our strategies run on frames aligned by engine.align "
-             "(auto); focus-stack aligns itself; enfuse gets our aligned frames.", "",
+             "registered to the truth first. Our strategies run as gacn-fuse --stack does (alignment auto "
+             "included); focus-stack aligns itself; enfuse gets our aligned frames.", "",
              "| stack | " + " | ".join(methods) + " |", "|" + " --- |" * (len(methods) + 1)]
     for r in rows:
         lines.append(f"| {r['stack']} | " + " | ".join(f"{r['psnr'][m]:.2f} / {r['ssim'][m]:.3f}" for m in methods) + " |")
@@ -149,10 +145,7 @@ def real_stacks(args, path: Path) -> str:
         transforms = align.register_stack(frames, "auto")
         t_align = time.perf_counter() - t
         t = time.perf_counter()
-        acc = proto.FocusWeights()
-        for i, (f, tr) in enumerate(zip(frames, transforms)):
-            acc.add(*align.warp(f, tr), i)
-        fw = acc.result()[0]
+        fw = fuse_stack(frames, pipeline=None).fused     # the default: focus-weights, align auto
         t_fw = time.perf_counter() - t
         results = {"focus-weights": fw}
         if tools.focus_stack_path():

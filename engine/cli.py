@@ -11,6 +11,8 @@ from pathlib import Path
 
 from engine import __version__
 from engine.errors import GacnError, InputError
+from engine.fusion import ALIGN_MODES
+from engine.strategies import DEFAULT as DEFAULT_STRATEGY, NETWORK_FREE, STRATEGIES, STRATEGY_HELP
 from engine.imageio import (check_index_map, check_output_image, check_writable, make_output_dir, quiet_opencv,
                             read_image, save_npz_atomic, write_image, write_index_map)
 
@@ -33,7 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output image, directory (--pairs-dir) or video/directory (--stream)")
     p.add_argument("--save-maps", metavar="MAPS.npz", help="also save float32 'decision' (D) and 'mask' (M)")
     p.add_argument("--index-map", metavar="PATH", help="stack: save which frame each pixel came from (.npy, or a 16-bit image)")
-    p.add_argument("--strategy", choices=("calibration", "sequential"), default="calibration", help="stack strategy (default calibration)")
+    p.add_argument("--strategy", choices=STRATEGIES, default=DEFAULT_STRATEGY,
+                   help=f"stack strategy (default {DEFAULT_STRATEGY}): " + "; ".join(f"{k}: {v}" for k, v in STRATEGY_HELP.items()))
+    p.add_argument("--align", choices=ALIGN_MODES, help="register the frames first (default: auto for --stack, which "
+                   "leaves registered frames as they are; none for pairs); affine/homography make a frame that "
+                   "cannot be registered an error")
+    p.add_argument("--crop", action="store_true", help="--stack: crop to the area every aligned frame covers")
     p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "torch-cuda", "tensorrt"),
                    help="auto: tensorrt with --engine, torch-cuda with a GPU, else onnxruntime")
     p.add_argument("--weights", metavar="PATH", help="GACN checkpoint (default: $GACN_WEIGHTS or a verified download)")
@@ -75,6 +82,8 @@ def _check_args(args, parser):
         parser.error("source images go either as A B or after --stack/--stream, not both")
     if args.index_map and not args.stack:
         parser.error("--index-map applies to --stack only")
+    if args.crop and not args.stack:
+        parser.error("--crop applies to --stack only")
     if args.save_maps and not (pair_mode or args.demo):
         parser.error("--save-maps applies to a single pair (A B or --demo)")
     if args.max_memory is not None:
@@ -101,7 +110,7 @@ def run_pair(args, a, b, names=("source A", "source B")):
         check_writable(args.save_maps)
     with _make_fuser(args) as fuser:
         t = time.perf_counter()
-        res = fuser.fuse(a, b, maps=bool(args.save_maps) or args.demo)
+        res = fuser.fuse(a, b, maps=bool(args.save_maps) or args.demo, align=args.align or "none")
         log.info("fused %dx%d in %.3f s", a.shape[1], a.shape[0], time.perf_counter() - t)
     write_image(args.output, res.fused, announce=False)
     if args.save_maps:
@@ -139,7 +148,7 @@ def run_pairs_dir(args) -> int:
             try:
                 if err:
                     raise err
-                write_image(out / f"{name}.png", fuser.fuse(a, b).fused)
+                write_image(out / f"{name}.png", fuser.fuse(a, b, align=args.align or "none").fused)
                 written += 1
             except InputError as e:
                 failed.append(f"{name}: {e}")
@@ -158,14 +167,19 @@ def run_stack(args) -> int:
     check_output_image(args.output, first.dtype)
     if args.index_map:
         check_index_map(args.index_map, len(paths))
-    with _make_fuser(args) as fuser, _progress(len(paths), "stack", args.quiet) as bar:
+    from contextlib import nullcontext
+    from engine.fusion import fuse_stack
+    no_network = args.strategy in NETWORK_FREE
+    with (nullcontext() if no_network else _make_fuser(args)) as fuser, \
+            _progress(len(paths), "stack", args.quiet) as bar:
         def frames():
             for img in itertools.chain([first], prefetch(read_image, paths[1:])):
                 bar.update()
                 yield img
         t = time.perf_counter()
-        res = fuser.fuse_stack(frames(), strategy=args.strategy, names=paths)
-        log.info("fused %d frames in %.2f s", res.frames, time.perf_counter() - t)
+        res = fuse_stack(frames(), pipeline=None if no_network else fuser.pipeline, strategy=args.strategy,
+                         align=args.align or "auto", names=paths, crop=args.crop)
+        log.info("fused %d frames in %.2f s (%s)", res.frames, time.perf_counter() - t, args.strategy)
     write_image(args.output, res.fused, announce=False)
     if args.index_map:
         write_index_map(args.index_map, res.index)

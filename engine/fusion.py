@@ -6,17 +6,77 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from engine import preprocess
+from engine import preprocess, strategies
 from engine.backends.base import create_runner, resolve_backend
 from engine.errors import InputError
-from engine.pipeline import STRATEGIES, Pipeline
+from engine.align import MODELS, StackAligner, common_rect, warp
+from engine.pipeline import Pipeline
 from engine.results import FusionResult, StackResult, StreamResult
 from engine.streaming import stream
 from engine.tiling import check_tile
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Fuser", "FusionResult", "StackResult", "StreamResult", "STRATEGIES"]
+ALIGN_MODES = ("none", *MODELS)
+__all__ = ["Fuser", "FusionResult", "StackResult", "StreamResult", "fuse_stack", "ALIGN_MODES"]
+
+
+def _aligned(frames: Iterable[np.ndarray], align: str, names, transforms: list) -> Iterator[tuple]:
+    """(frame, valid) in frame 0's geometry, one at a time (engine.align); ``valid`` None: all.
+
+    ``auto`` warns about a frame it cannot register and fuses it as it is; an explicit model makes
+    that an error naming the frame."""
+    if align not in ALIGN_MODES:
+        raise InputError(f"unknown alignment '{align}'; choose one of {', '.join(ALIGN_MODES)}")
+    if align == "none":
+        yield from ((f, None) for f in frames)
+        return
+    aligner = StackAligner(align, strict=align != "auto", names=names)
+    for frame in frames:
+        t = aligner.add(frame)
+        transforms.append(t)
+        if not t.ok or t.identity:
+            yield frame, None
+        else:
+            yield warp(frame, t)
+
+
+def fuse_stack(frames: Iterable[np.ndarray], *, pipeline: Pipeline | None, strategy: str = strategies.DEFAULT,
+               align: str = "auto", names: Sequence[str] | None = None, crop: bool = False) -> StackResult:
+    """Fuse a focus stack read one frame at a time (frame 0 is the reference).
+
+    ``align`` (default auto): register each frame to its neighbour, chained to frame 0 (focus
+    breathing, shifts, exposure; engine.align); registered stacks are left as they are. The
+    output keeps frame 0's geometry; pixels a warped frame does not cover come from the frames
+    that cover them, ``valid_rect`` is the area every frame covers and ``crop`` cuts to it.
+    ``pipeline`` may be None for a strategy that runs no network (strategies.NETWORK_FREE)."""
+    if strategy not in strategies.STRATEGIES:
+        raise InputError(f"unknown stack strategy '{strategy}'; choose one of {', '.join(strategies.STRATEGIES)}")
+    if pipeline is None and strategy not in strategies.NETWORK_FREE:
+        raise InputError(f"the '{strategy}' strategy runs the network: it needs a Fuser")
+
+    def name(i):
+        return names[i] if names and i < len(names) else f"frame {i}"
+
+    def checked() -> Iterator[np.ndarray]:
+        first = None
+        for i, img in enumerate(frames):
+            if first is None:
+                first = preprocess.check_image(img, name(0))
+                yield first
+            else:
+                yield preprocess.check_sources([first, img], [name(0), name(i)])[1]
+
+    transforms: list = []
+    fused, index, n = strategies.fuse_stack(pipeline, _aligned(checked(), align, names, transforms), strategy)
+    rect = None
+    if any(not t.identity for t in transforms):
+        rect = common_rect(transforms, fused.shape[:2])
+        log.info("aligned %d frames; every frame covers x %d..%d, y %d..%d", n, rect[0], rect[2], rect[1], rect[3])
+        if crop:
+            x0, y0, x1, y1 = rect
+            fused, index = fused[y0:y1, x0:x1].copy(), index[y0:y1, x0:x1].copy()
+    return StackResult(fused, index, n, transforms=transforms or None, valid_rect=rect)
 
 
 class Fuser:
@@ -57,27 +117,26 @@ class Fuser:
             raise
         log.info("GACN fuser ready on %s", self.backend)
 
-    def fuse(self, a, b, *, maps: bool = False) -> FusionResult:
-        """Fuse two registered sources (uint8/uint16, gray or RGB; numpy arrays, or device arrays
-        for the GPU backends); D and M on request."""
-        return self.pipeline.fuse(a, b, maps)
+    def fuse(self, a, b, *, maps: bool = False, align: str = "none") -> FusionResult:
+        """Fuse two sources (uint8/uint16, gray or RGB; numpy arrays, or device arrays for the GPU
+        backends); D and M on request. ``align`` (host arrays): register B to A first ("affine",
+        "homography"; "auto" leaves a registered pair as it is); where the warped B does not cover
+        A, the result takes A (M = 1)."""
+        if align == "none":
+            return self.pipeline.fuse(a, b, maps)
+        (_, _), (b, valid) = _aligned([a, b], align, ["source A", "source B"], [])
+        res = self.pipeline.fuse(a, b, maps)
+        if valid is not None and not valid.all():
+            a = preprocess.check_image(a, "source A")
+            res.fused[~valid] = a[~valid]
+            if res.mask is not None:
+                res.mask[~valid] = 1
+        return res
 
-    def fuse_stack(self, frames: Iterable[np.ndarray], *, strategy: str = "calibration",
-                   names: Sequence[str] | None = None) -> StackResult:
-        """Fuse a focus stack read one frame at a time (frame 0 is the reference)."""
-        def name(i):
-            return names[i] if names and i < len(names) else f"frame {i}"
-
-        def checked() -> Iterator[np.ndarray]:
-            first = None
-            for i, img in enumerate(frames):
-                if first is None:
-                    first = preprocess.check_image(img, name(0))
-                    yield first
-                else:
-                    yield preprocess.check_sources([first, img], [name(0), name(i)])[1]
-
-        return self.pipeline.stack(checked(), strategy)
+    def fuse_stack(self, frames: Iterable[np.ndarray], *, strategy: str = strategies.DEFAULT, align: str = "auto",
+                   names: Sequence[str] | None = None, crop: bool = False) -> StackResult:
+        """Fuse a focus stack read one frame at a time (frame 0 is the reference); see fuse_stack."""
+        return fuse_stack(frames, pipeline=self.pipeline, strategy=strategy, align=align, names=names, crop=crop)
 
     def stream(self, pairs: Iterable, *, slots: int = 3, maps: bool = False) -> Iterator[StreamResult]:
         """Fuse a stream of ``(a, b)`` pairs with ``slots`` frames in flight; results come in input

@@ -9,21 +9,19 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from engine import preprocess
 from engine.errors import InputError
 from engine.memory import format_size, parse_size
-from engine.results import FusionResult, StackResult
+from engine.results import FusionResult
 from engine.tiling import (MIN_TILE, SUMS_HALO, TILE_ALIGN, Tile, check_tile, excite, plan as tile_plan,
                            window_shape)
 
 log = logging.getLogger(__name__)
 
-STACK_BATCH = 2      # frames compared with the stack's reference per network run (K = 1 + STACK_BATCH)
-STRATEGIES = ("calibration", "sequential")
 FLOAT32 = 4
 
 
@@ -189,85 +187,32 @@ class Pipeline:
             self._slots.append(self.ex.workspace())
         return self._slots[:n]
 
-    # -- focus stacks --------------------------------------------------------------------------------
-    def stack(self, frames: Iterator[np.ndarray], strategy: str = "calibration") -> StackResult:
-        """Fuse host frames (validated by the caller, frame 0 first) with a stack strategy."""
-        if strategy not in STRATEGIES:
-            raise InputError(f"unknown stack strategy '{strategy}'; choose one of {', '.join(STRATEGIES)}")
-        frames = iter(frames)
-        first = next(frames, None)
-        if first is None:
-            raise InputError("a focus stack needs at least 2 frames, got 0")
-        fused, index, n = (self._calibration if strategy == "calibration" else self._sequential)(first, frames)
-        if n < 2:
-            raise InputError("a focus stack needs at least 2 frames, got 1")
-        return StackResult(fused, index, n)
+    def pair_mask(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """M of a host pair, on the host (for strategies that merge on the host)."""
+        ex = self.ex
+        self._single = self._single or ex.workspace()
+        ws = self._single
+        ex.begin(ws)
+        try:
+            src = [ex.put(ws, "a", a, "source A"), ex.put(ws, "b", b, "source B")]
+            shape, dtype = src[0].shape, src[0].dtype
+            plan = self.plan(2, shape[0], shape[1], self._resident(shape, dtype, 2, 4, 2))
+            _, m = self.maps(ws, [ex.luma(ws, f"luma{i}", s) for i, s in enumerate(src)], plan, decision=False)
+            return np.array(ex.to_host(m)[0])
+        finally:
+            ex.end(ws)
 
-    def _stack_frames(self, frames, ring: int):
-        """(index, workspace, image, luma) for frames 1.., each in the next of ``ring`` workspaces."""
+    def frames_on_executor(self, frames, ring: int, start: int = 1):
+        """(index, workspace, image, luma) for host frames, each in the next of ``ring`` workspaces
+        (a frame's workspace is reused only after the pipeline is done with the frame ``ring``
+        places before it)."""
         ex = self.ex
         spaces = [ex.workspace() for _ in range(ring)]
-        for i, frame in enumerate(frames, start=1):
-            ws = spaces[(i - 1) % ring]
+        for i, frame in enumerate(frames, start=start):
+            ws = spaces[(i - start) % ring]
             ex.begin(ws)
             img = ex.put(ws, "frame", frame, f"frame {i}")
             yield i, ws, img, ex.luma(ws, "luma", img)
-
-    def _calibration(self, frame0, frames):
-        """Spec section 8 in constant memory, STACK_BATCH frames per network run: the reference's
-        features are computed once per run, its CSE scales once per stack."""
-        ex = self.ex
-        ref, job = ex.workspace(), ex.workspace()
-        f0 = ex.put(ref, "frame", frame0, "frame 0")
-        l0 = ex.luma(ref, "luma", f0)
-        h, w = f0.shape[:2]
-        reference: dict = {}
-        acc, n, batch = None, 1, []
-        per_run = min(STACK_BATCH, (ex.runner.max_frames or 1 + STACK_BATCH) - 1)
-
-        def flush():
-            nonlocal acc
-            k = 1 + len(batch)
-            # frame 0, the batch's frames (twice: the next batch uploads), lumas, masks, accumulator
-            resident = self._resident(f0.shape, f0.dtype, 2 + 2 * per_run, 2 * k, k - 1, 12 * h * w)
-            lumas = [l0] + [luma for _, _, _, luma in batch]
-            _, m = self.maps(job, lumas, self.plan(k, h, w, resident), decision=False, reference=reference)
-            for j, (i, ws, img, _) in enumerate(batch):
-                if acc is None:
-                    acc = ex.calibration(job, m, f0, img)
-                else:
-                    acc.update(m, j, img, i)
-                ex.end(ws)
-            batch.clear()
-
-        for item in self._stack_frames(frames, 2 * per_run):
-            batch.append(item)
-            n += 1
-            if len(batch) == per_run:
-                flush()
-        if batch:
-            flush()
-        if acc is None:
-            return ex.to_host(f0), np.zeros((h, w), np.int32), n
-        return (*acc.result(), n)
-
-    def _sequential(self, frame0, frames):
-        """The authors' one-after-another fusion (float running result)."""
-        ex = self.ex
-        ref, job = ex.workspace(), ex.workspace()
-        f0 = ex.put(ref, "frame", frame0, "frame 0")
-        h, w = f0.shape[:2]
-        acc = ex.sequential(ref, f0)
-        n = 1
-        for i, ws, img, luma in self._stack_frames(frames, 2):
-            resident = self._resident(f0.shape, f0.dtype, 3, 4, 1, 20 * h * w)
-            _, m = self.maps(job, [acc.luma(job), luma], self.plan(2, h, w, resident), decision=False)
-            acc.update(m, 0, img, i)
-            ex.end(ws)
-            n += 1
-        if n < 2:
-            return ex.to_host(f0), np.zeros((h, w), np.int32), n
-        return (*acc.result(), n)
 
     def close(self) -> None:
         self.ex.close()

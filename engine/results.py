@@ -20,6 +20,7 @@ class StackResult:
     index: np.ndarray                     # int32 H x W: which frame each pixel came from
     frames: int
     transforms: list | None = None        # alignment: one engine.align.Transform per frame, if aligned
+    valid_rect: tuple | None = None       # (x0, y0, x1, y1): the area every aligned frame covers
 
 
 @dataclass

@@ -50,7 +50,8 @@ def test_sequential_matches_one_after_another():
 def stack9(data_dir, ort_fuser):
     paths = sorted((data_dir / "stack9").glob("*.jpg"))
     assert len(paths) == 9
-    return ort_fuser.fuse_stack((read_image(p) for p in paths), names=[str(p) for p in paths])
+    return ort_fuser.fuse_stack((read_image(p) for p in paths), names=[str(p) for p in paths], strategy="calibration",
+                                align="none")
 
 
 def test_stack9_calibration_matches_golden(stack9, data_dir):
