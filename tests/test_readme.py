@@ -26,6 +26,6 @@ def test_the_cpu_only_torch_route_is_given():
 
 def test_console_scripts_shown_are_the_installed_ones():
     scripts = set(PYPROJECT["project"]["scripts"])
-    assert scripts == {"gacn-fuse", "gacn-export", "gacn-build-engine"}
+    assert scripts == {"gacn-fuse", "gacn-export", "gacn-build-engine", "gacn-quality"}
     shown = set(re.findall(r"^(gacn-[a-z-]+) ", README, re.M))
     assert shown and shown <= scripts, shown
