@@ -50,8 +50,7 @@ class Pipeline:
         self.ex = executor
         self.budget = parse_size(max_memory) if max_memory is not None else executor.budget()
         self.tile = check_tile(tile)
-        self._single = None
-        self._slots: list = []
+        self._pools: dict[str, list] = {}
 
     # -- planning ------------------------------------------------------------------------------------
     def plan(self, frames: int, height: int, width: int, resident: int) -> Plan:
@@ -156,20 +155,24 @@ class Pipeline:
         return frames_held * frame_bytes(shape, dtype) + (lumas + planes) * FLOAT32 * px + extra
 
     # -- pairs and streams ---------------------------------------------------------------------------
+    def _pair(self, ws, a, b, decision: bool, frames_held: int):
+        """Sources on ``ws``, then D (if ``decision``) and M of the pair."""
+        ex = self.ex
+        src = [ex.put(ws, "a", a, "source A"), ex.put(ws, "b", b, "source B")]
+        preprocess.check_same([(s.shape, s.dtype) for s in src], ["source A", "source B"])
+        shape, dtype = src[0].shape, src[0].dtype
+        # the frames held, two lumas, M (and D), the host's stacked network input
+        plan = self.plan(2, shape[0], shape[1], self._resident(shape, dtype, frames_held, 4, 2 if decision else 1))
+        lumas = [ex.luma(ws, f"luma{i}", s) for i, s in enumerate(src)]
+        return src, *self.maps(ws, lumas, plan, decision=decision)
+
     def submit(self, ws, a, b, maps: bool) -> None:
         """Queue one pair on workspace ``ws``; ``collect(ws)`` returns it."""
         ex = self.ex
         ex.begin(ws)
         try:  # end() also after a failure: the next job on ws waits for what was queued
-            src = [ex.put(ws, "a", a, "source A"), ex.put(ws, "b", b, "source B")]
-            preprocess.check_same([(s.shape, s.dtype) for s in src], ["source A", "source B"])
-            shape, dtype = src[0].shape, src[0].dtype
-            # sources, fused, two lumas, M (and D), the host's stacked network input
-            plan = self.plan(2, shape[0], shape[1], self._resident(shape, dtype, 3, 4, 2 if maps else 1))
-            lumas = [ex.luma(ws, f"luma{i}", s) for i, s in enumerate(src)]
-            d, m = self.maps(ws, lumas, plan, decision=maps)
-            fused = ex.blend(ws, "fused", src[0], src[1], m)
-            ex.fetch(ws, fused, d, m if maps else None)
+            src, d, m = self._pair(ws, a, b, maps, frames_held=3)
+            ex.fetch(ws, ex.blend(ws, "fused", src[0], src[1], m), d, m if maps else None)
         finally:
             ex.end(ws)
 
@@ -177,37 +180,35 @@ class Pipeline:
         return self.ex.collect(ws)
 
     def fuse(self, a, b, maps: bool = False) -> FusionResult:
-        self._single = self._single or self.ex.workspace()
-        self.submit(self._single, a, b, maps)
-        return self.collect(self._single)
-
-    def slots(self, n: int) -> list:
-        """``n`` workspaces for a stream, kept from one stream to the next (pinned memory is costly)."""
-        while len(self._slots) < n:
-            self._slots.append(self.ex.workspace())
-        return self._slots[:n]
+        ws, = self.workspaces("pair", 1)
+        self.submit(ws, a, b, maps)
+        return self.collect(ws)
 
     def pair_mask(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """M of a host pair, on the host (for strategies that merge on the host)."""
         ex = self.ex
-        self._single = self._single or ex.workspace()
-        ws = self._single
+        ws, = self.workspaces("pair", 1)
         ex.begin(ws)
         try:
-            src = [ex.put(ws, "a", a, "source A"), ex.put(ws, "b", b, "source B")]
-            shape, dtype = src[0].shape, src[0].dtype
-            plan = self.plan(2, shape[0], shape[1], self._resident(shape, dtype, 2, 4, 2))
-            _, m = self.maps(ws, [ex.luma(ws, f"luma{i}", s) for i, s in enumerate(src)], plan, decision=False)
+            _, _, m = self._pair(ws, a, b, False, frames_held=2)
             return np.array(ex.to_host(m)[0])
         finally:
             ex.end(ws)
+
+    def workspaces(self, purpose: str, n: int) -> list:
+        """``n`` workspaces for one purpose (a stream's slots, a stack's frames), kept from one job
+        to the next: pinned and device buffers are made once, not per job."""
+        pool = self._pools.setdefault(purpose, [])
+        while len(pool) < n:
+            pool.append(self.ex.workspace())
+        return pool[:n]
 
     def frames_on_executor(self, frames, ring: int, start: int = 1):
         """(index, workspace, image, luma) for host frames, each in the next of ``ring`` workspaces
         (a frame's workspace is reused only after the pipeline is done with the frame ``ring``
         places before it)."""
         ex = self.ex
-        spaces = [ex.workspace() for _ in range(ring)]
+        spaces = self.workspaces("stack frames", ring)
         for i, frame in enumerate(frames, start=start):
             ws = spaces[(i - start) % ring]
             ex.begin(ws)

@@ -175,15 +175,31 @@ def tree(pipeline, items: Iterator) -> tuple[np.ndarray, np.ndarray, int]:
 
 
 # -- the authors' strategies, on the executor ---------------------------------------------------------
-def calibration(pipeline, items: Iterator) -> tuple[np.ndarray, np.ndarray, int]:
-    """Spec section 8 in constant memory, STACK_BATCH frames per network run: the reference's
-    features are computed once per run, its CSE scales once per stack."""
+def _with_stack_workspaces(pipeline, items: Iterator, body) -> tuple[np.ndarray, np.ndarray, int]:
+    """``body(pipeline, frame0, items, ref, job)`` on the pipeline's two stack workspaces."""
     ex = pipeline.ex
     first = next(items, None)
     if first is None:
         return None, None, 0
-    ref, job = ex.workspace(), ex.workspace()
-    f0 = ex.put(ref, "frame", first[0], "frame 0")
+    ref, job = pipeline.workspaces("stack", 2)
+    ex.begin(ref)
+    ex.begin(job)
+    try:
+        return body(pipeline, first[0], items, ref, job)
+    finally:
+        ex.end(ref)
+        ex.end(job)
+
+
+def calibration(pipeline, items: Iterator) -> tuple[np.ndarray, np.ndarray, int]:
+    """Spec section 8 in constant memory, STACK_BATCH frames per network run: the reference's
+    features are computed once per run, its CSE scales once per stack."""
+    return _with_stack_workspaces(pipeline, items, _calibration)
+
+
+def _calibration(pipeline, frame0, items, ref, job):
+    ex = pipeline.ex
+    f0 = ex.put(ref, "frame", frame0, "frame 0")
     l0 = ex.luma(ref, "luma", f0)
     h, w = f0.shape[:2]
     reference: dict = {}
@@ -219,12 +235,12 @@ def calibration(pipeline, items: Iterator) -> tuple[np.ndarray, np.ndarray, int]
 
 def sequential(pipeline, items: Iterator) -> tuple[np.ndarray, np.ndarray, int]:
     """The authors' one-after-another fusion (a float running result)."""
+    return _with_stack_workspaces(pipeline, items, _sequential)
+
+
+def _sequential(pipeline, frame0, items, ref, job):
     ex = pipeline.ex
-    first = next(items, None)
-    if first is None:
-        return None, None, 0
-    ref, job = ex.workspace(), ex.workspace()
-    f0 = ex.put(ref, "frame", first[0], "frame 0")
+    f0 = ex.put(ref, "frame", frame0, "frame 0")
     h, w = f0.shape[:2]
     acc = ex.sequential(ref, f0)
     n = 1

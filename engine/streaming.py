@@ -19,7 +19,7 @@ def stream(pipeline, pairs: Iterable, slots: int = 3, maps: bool = False) -> Ite
     """Fuse ``(a, b)`` pairs; an item that is an Exception (say, a decode error) is reported in its place."""
     if slots < 1:
         raise ValueError("slots must be >= 1")
-    free = deque(pipeline.slots(slots))
+    free = deque(pipeline.workspaces("stream", slots))
     inflight: deque = deque()  # (index, slot | None, error | None), in input order
 
     def finish() -> StreamResult:
