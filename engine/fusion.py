@@ -11,6 +11,7 @@ from engine.backends.base import create_runner, resolve_backend
 from engine.errors import InputError
 from engine.align import MODELS, StackAligner, common_rect, warp
 from engine.pipeline import Pipeline
+from engine.prefetch import background
 from engine.results import FusionResult, StackResult, StreamResult
 from engine.streaming import stream
 from engine.tiling import check_tile
@@ -68,7 +69,10 @@ def fuse_stack(frames: Iterable[np.ndarray], *, pipeline: Pipeline | None, strat
                 yield preprocess.check_sources([first, img], [name(0), name(i)])[1]
 
     transforms: list = []
-    fused, index, n = strategies.fuse_stack(pipeline, _aligned(checked(), align, names, transforms), strategy)
+    items = _aligned(checked(), align, names, transforms)
+    if align != "none":  # register and warp the next frames on a thread while this one is fused
+        items = background(items, depth=2)
+    fused, index, n = strategies.fuse_stack(pipeline, items, strategy)
     rect = None
     if any(not t.identity for t in transforms):
         rect = common_rect(transforms, fused.shape[:2])
