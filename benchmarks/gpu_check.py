@@ -16,7 +16,9 @@
    today's (same buffers, same run), the feature paths against each other, the whole pair path
    per feature path against the eager FP32 model of the same network (CUDA events, median after
    warm-up) at 520x520, 1920x1080 and 3840x2160 with peak GPU memory, streaming against
-   compute-only, and a 65-frame 1600x1200 stack fused from files.
+   compute-only, and a 65-frame 1600x1200 stack fused from files;
+6. tiles (issue 7): golden pairs in 128 px tiles in both precisions, a 45 MP pair under
+   --max-memory 2G (device memory, time per megapixel against the whole 4K pair).
 Prints the tables last; writes gpu_check.json and gpu_check.md under --out.
 
 Where one command may run at most ~10 minutes, split it with --skip, e.g. first
@@ -292,6 +294,49 @@ def stack65(results, data, weights):
     del cv2
 
 
+def tiles(results, data, weights):
+    """Issue 7 on the device: golden pairs in 128 px tiles (both precisions, golden tolerances);
+    a 8192x5464 (45 MP) pair with --max-memory 2G (device memory: the torch allocator's peak plus
+    the executor's buffers) and its time per megapixel against the whole-frame 4K pair's."""
+    import torch
+    from latency import test_pair
+    from engine import Fuser, metrics
+    from engine.imageio import read_image
+    names = sorted(p.name[:-len("_maps.npz")] for p in (data / "golden").glob("*_maps.npz"))
+    for precision in ("fp32", "fp16"):
+        tol = metrics.FP32 if precision == "fp32" else metrics.FP16
+        with Fuser("torch-cuda", weights=weights, precision=precision, tile=128) as f:
+            for n in names:
+                g = np.load(data / "golden" / f"{n}_maps.npz")
+                a, b = (read_image(data / "pairs" / f"{n}_{i}.png") for i in (1, 2))
+                res = f.fuse(a, b, maps=True)
+                rep = metrics.golden_report(res.fused, res.decision, res.mask, read_image(data / "golden" / f"{n}_fused.png"),
+                                            g["decision"], g["mask"])
+                results["tiles"].append({"precision": precision, "case": f"{n} 128 px tiles", **rep,
+                                         "ok": metrics.within(rep, tol)})
+        per_mp = {}
+        for (h, w), budget in (((2160, 3840), None), ((5464, 8192), "2G")):
+            a, b = test_pair(h, w)
+            with Fuser("torch-cuda", weights=weights, precision=precision, max_memory=budget) as f:
+                f.fuse(a, b)                                   # warm-up: shapes, graphs
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+                t = time.perf_counter()
+                f.fuse(a, b)
+                torch.cuda.synchronize()
+                secs = time.perf_counter() - t
+                side = f.pipeline.plan(2, h, w, 0).side
+                device = (torch.cuda.max_memory_allocated() + f.pipeline.ex._held()) / 2**30
+            per_mp[(h, w)] = secs / (h * w / 1e6)
+            results["tiles"].append({"precision": precision, "case": f"{w}x{h} max_memory={budget}", "tile": side or "whole",
+                                     "seconds": secs, "s_per_mp": per_mp[(h, w)], "device_gib": device,
+                                     "ok": budget is None or device <= 2.2})
+        ratio = per_mp[(5464, 8192)] / per_mp[(2160, 3840)]
+        results["tiles"].append({"precision": precision, "case": "45 MP tiled / 4K whole, per MP", "ratio": ratio,
+                                 "ok": ratio <= 1.3})
+        print(results["tiles"][-3:], flush=True)
+
+
 def table(rows, cols):
     if not rows:
         return "(none)"
@@ -306,7 +351,7 @@ def main(argv=None) -> int:
     p.add_argument("--data", type=Path, default=Path(os.environ.get("GACN_TEST_DATA", REPO.parent / "shared" / "gacn")))
     p.add_argument("--out", type=Path, default=Path("gpu_check_out"))
     p.add_argument("--skip", default="",
-                   help="comma list of sections to skip: ops,memcheck,golden,whole,timing,features,profile,stack")
+                   help="comma list of sections to skip: ops,memcheck,golden,whole,timing,features,profile,stack,tiles")
     p.add_argument("--features", default="default,tc32",
                    help="feature paths for golden, whole path and profile (default,fold,tc32); the feature A/B "
                         "always times all three")
@@ -316,7 +361,7 @@ def main(argv=None) -> int:
     from engine import kernels as K
     skip = set(filter(None, args.skip.split(",")))
     results = {"sections": {}, "ops": [], "op_timing": [], "golden": [], "whole": [], "baseline": [], "stack": [],
-               "feature_ab": [], "memcheck": {}}
+               "feature_ab": [], "memcheck": {}, "tiles": []}
     features = tuple(filter(None, args.features.split(",")))
     results["device"] = torch.cuda.get_device_name(0)
     results["date"] = time.strftime("%Y-%m-%d")
@@ -351,6 +396,8 @@ def main(argv=None) -> int:
         section("profile", results, lambda: profile(results, weights, features))
     if "stack" not in skip:
         section("stack65", results, lambda: stack65(results, args.data, weights))
+    if "tiles" not in skip:
+        section("tiles", results, lambda: tiles(results, args.data, weights))
 
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "gpu_check.json").write_text(json.dumps(results, indent=1, default=float))
@@ -376,6 +423,8 @@ def main(argv=None) -> int:
                                                        "h2d_ms", "d2h_ms", "end_to_end_ms", "peak_gib",
                                                        "streamed_pairs_per_s", "stream_efficiency", "call1_eager_ms",
                                                        "call2_capture_ms", "call3_replay_ms"]),
+          "## tiles (issue 7)", table(results["tiles"], ["precision", "case", "tile", "agreement", "psnr_db", "mask_p999",
+                                                          "seconds", "s_per_mp", "device_gib", "ratio", "ok"]),
           "## baseline (eager FP32 PyTorch, same network)", table(results["baseline"], ["size", "eager_fp32_network_ms", "peak_gib"]),
           "## profile: one eager 3840x2160 FP16 pair, CUDA kernels by total time",
           table(results.get("profile", []), ["features", "kernel", "calls", "total_ms"]),

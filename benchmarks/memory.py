@@ -99,6 +99,40 @@ print(json.dumps({{"rc": r.returncode, "peak": peak, "seconds": time.perf_counte
 """
 
 
+GPU_PROBE = r"""
+import json, sys
+sys.path.insert(0, {repo!r}); sys.path.insert(0, {bench!r})
+import torch
+from memory import camera_pair
+from engine import Fuser
+a, b = camera_pair({h}, {w})
+with Fuser({backend!r}, weights={weights!r}, engine={engine!r}, precision={precision!r}, max_memory={budget!r},
+           tile={tile!r}) as f:
+    torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
+    free0 = f.pipeline.ex.cuda.mem_info()[0]
+    f.fuse(a, b)
+    torch.cuda.synchronize()
+    held = f.pipeline.ex._held()
+    side = f.pipeline.plan(2, {h}, {w}, 0).side
+print(json.dumps({{"torch_peak": torch.cuda.max_memory_allocated(), "executor_buffers": held, "side": side}}))
+"""
+
+
+def gpu_table(sizes_hw, weights: Path, backend: str, engine, precision: str, budget, tile) -> list[dict]:
+    """Device memory per size (needs a GPU): the torch allocator's peak plus the executor's own
+    buffers (frames, planes, pinned copies are host memory); a TensorRT engine's activations are
+    in neither and are reported by its runner's cost model instead."""
+    rows = []
+    for h, w in sizes_hw:
+        code = GPU_PROBE.format(repo=str(REPO), bench=str(REPO / "benchmarks"), h=h, w=w, weights=str(weights),
+                                backend=backend, engine=engine, precision=precision, budget=budget, tile=tile)
+        res = _probe(code)
+        rows.append({"case": f"pair {w}x{h}", "megapixels": w * h / 1e6, "tile": res["side"] or "whole",
+                     "device_gib": (res["torch_peak"] + res["executor_buffers"]) / 2**30})
+        print(rows[-1], flush=True)
+    return rows
+
+
 def camera_pair(height: int, width: int, seed: int = 0):
     """A textured scene with a sharp left half in A and a sharp right half in B (both blurred
     where the other is sharp), at any size without holding more than the two frames."""
@@ -184,6 +218,12 @@ def main(argv=None) -> int:
     p.add_argument("--weights", type=Path, default=DATA / "GACN.pkl")
     p.add_argument("--backend", default="onnxruntime")
     p.add_argument("--calibrate", action="store_true", help="measure and fit the runner's per-variant cost model")
+    p.add_argument("--gpu", metavar="HxW,...", help="device memory of pairs of these sizes on a GPU backend "
+                   "(--backend torch-cuda or tensorrt), e.g. 2160x3840,5464x8192")
+    p.add_argument("--engine", help="tensorrt: the plan")
+    p.add_argument("--precision", default="fp16")
+    p.add_argument("--max-memory")
+    p.add_argument("--tile", type=int)
     p.add_argument("--sizes", default="0.25,0.5,1,2,4,8,12,24", help="pair sizes in megapixels")
     p.add_argument("--json", type=Path)
     p.add_argument("--markdown", type=Path)
@@ -193,6 +233,9 @@ def main(argv=None) -> int:
     t = time.perf_counter()
     if args.calibrate:
         result = calibrate(args.backend, args.weights)
+    elif args.gpu:
+        sizes = [tuple(int(v) for v in s.split("x")) for s in args.gpu.split(",")]
+        result = gpu_table(sizes, args.weights, args.backend, args.engine, args.precision, args.max_memory, args.tile)
     else:
         result = table([float(s) for s in args.sizes.split(",")], args.weights, args.backend, args.extra)
         print(markdown(result))
