@@ -33,13 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-maps", metavar="MAPS.npz", help="also save float32 'decision' (D) and 'mask' (M)")
     p.add_argument("--index-map", metavar="PATH", help="stack: save which frame each pixel came from (.npy, or a 16-bit image)")
     p.add_argument("--strategy", choices=("calibration", "sequential"), default="calibration", help="stack strategy (default calibration)")
-    p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "torch-cuda", "tensorrt"),
-                   help="auto: tensorrt with --engine, torch-cuda with a GPU, else onnxruntime")
+    p.add_argument("--backend", default="auto", choices=("auto", "openvino", "onnxruntime", "torch-cuda", "tensorrt"),
+                   help="auto: tensorrt with --engine, torch-cuda with a GPU, else openvino if installed, else onnxruntime")
     p.add_argument("--weights", metavar="PATH", help="GACN checkpoint (default: $GACN_WEIGHTS or a verified download)")
-    p.add_argument("--onnx", metavar="MODEL.onnx", help="onnxruntime: use an exported graph instead of the checkpoint")
+    p.add_argument("--onnx", metavar="MODEL.onnx", help="openvino/onnxruntime: use an exported graph instead of the checkpoint")
     p.add_argument("--engine", metavar="ENGINE.plan", help="tensorrt: a plan from export/build_engine.py")
     p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32", help="torch-cuda compute precision")
-    p.add_argument("--threads", type=int, help="onnxruntime: intra-op threads (default: all cores)")
+    p.add_argument("--threads", type=int, help="openvino/onnxruntime: threads (default: all usable cores)")
     p.add_argument("--slots", type=int, default=3, help="--stream: frames in flight (default 3)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
     return p

@@ -7,7 +7,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from engine import preprocess
-from engine.backends.base import create_runner, resolve_backend
+from engine.backends.base import HOST_BACKENDS, create_runner, resolve_backend
 from engine.errors import InputError
 from engine.pipeline import STRATEGIES, Pipeline
 from engine.results import FusionResult, StackResult, StreamResult
@@ -39,7 +39,7 @@ class Fuser:
         if self.backend != "tensorrt" and onnx is None:
             from engine.checkpoint import load_gacn
             params = load_gacn(resolve_weights(weights))
-        options = {"threads": threads} if self.backend == "onnxruntime" else {}
+        options = {"threads": threads} if self.backend in HOST_BACKENDS else {}
         runner = create_runner(self.backend, params=params, onnx_path=onnx, engine_path=engine,
                                precision=precision, **options)
         if runner.on_device:

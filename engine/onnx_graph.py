@@ -35,6 +35,9 @@ from engine.spec import (ACTIVITY_RADIUS, GAUSS_RADIUS, GF_EPS, GF_RADIUS, SHARP
 OPSET = 17  # ReduceMean takes axes as an attribute up to opset 17
 GRAPH_VERSION = "2"
 VARIANTS = ("whole", "tile", "sums")
+# The same computation written for each runtime's kernels (see GacnGraph); same I/O everywhere.
+TARGET_TWEAKS = {"onnxruntime": frozenset(), "openvino": frozenset()}
+TARGETS = tuple(TARGET_TWEAKS)
 CSE_BLOCKS = 4          # feature blocks with a channel SE (spec section 3)
 CSE_CHANNELS = 16
 SPEC_SECTIONS = "2,3,4,5,6"
@@ -73,10 +76,12 @@ class GacnGraph:
     images against the golden outputs, while a float16 decision path moves < 0.01 %.
     """
 
-    def __init__(self, params: dict[str, np.ndarray], plugins: bool = False, fp16: bool = False):
+    def __init__(self, params: dict[str, np.ndarray], plugins: bool = False, fp16: bool = False,
+                 tweaks: frozenset = frozenset()):
         if fp16 and not plugins:
             raise ValueError("float16 is for the TensorRT plugin graph; the portable graph is float32")
         self.p, self.plugins, self.b = params, plugins, _Builder()
+        self.tweaks = frozenset(tweaks)
         self.wtype = np.float16 if fp16 else np.float32  # the decision path's type
         self.value_info: list[onnx.ValueInfoProto] = []
 
@@ -105,6 +110,19 @@ class GacnGraph:
             y = self.b.op("Mul", [y, self.b.const(rest.reshape(-1, 1, 1), "s")])
         return self.b.op("Add", [y, self.b.const(shift.reshape(-1, 1, 1), "t", dtype or self.wtype)], f"{blk}_out")
 
+    def conv_block_parts(self, parts, blk):
+        """conv(concat(parts)) as a sum of per-part convolutions (no concatenated copy)."""
+        w, bias, rest, shift = fold_conv_block(self.p, blk)
+        y = None
+        for j, part in enumerate(parts):
+            wj = w[:, CSE_CHANNELS * j:CSE_CHANNELS * (j + 1)]
+            c = self.conv(part, wj, bias if j == 0 else None, pad=(1, 1, 1, 1), hint=blk, dtype=np.float32)
+            y = c if y is None else self.b.op("Add", [y, c])
+        y = self.b.op("Relu", [y])
+        if not np.all(rest == 1.0):
+            y = self.b.op("Mul", [y, self.b.const(rest.reshape(-1, 1, 1), "s")])
+        return self.b.op("Add", [y, self.b.const(shift.reshape(-1, 1, 1), "t")], f"{blk}_out")
+
     def channel_se(self, x, i):
         # Mean over W then H: GlobalAveragePool's float32 sum is off by ~2e-5 relative at
         # 520x520, and this scale multiplies every feature (the activity step amplifies 1000x).
@@ -114,6 +132,8 @@ class GacnGraph:
         fc2 = self.p[f"se_{i}.fc.2.weight"]
         s = b.op("Relu", [self.conv(s, fc1[:, :, None, None], dtype=f32)])
         s = self.sigmoid_exact(self.conv(s, fc2[:, :, None, None], dtype=f32))
+        if "cse_barrier" in self.tweaks:
+            s = b.op("Reshape", [b.op("Reshape", [s, b.const([0, -1], "sh", np.int64)]), b.const([0, -1, 1, 1], "sh", np.int64)])
         return self.b.op("Mul", [x, s], f"cse{i}")
 
     def sigmoid_exact(self, x):
@@ -130,7 +150,7 @@ class GacnGraph:
         """
         w = self.p[f"se_{i}.fc.0.weight"][0].astype(np.float32)          # [C, 7, 7]
         c = w.shape[0]
-        if c == 1:
+        if c == 1 or "gate7x7" in self.tweaks:
             logits = self.conv(x, w[None], pad=(3, 3, 3, 3))
         else:
             cols = np.ascontiguousarray(w.transpose(2, 0, 1)[..., None])      # [7 (col), C, 7 (row), 1]
@@ -161,7 +181,10 @@ class GacnGraph:
         parts: list[str] = []
         x = y
         for i, blk in enumerate(blocks):
-            u = self.conv_block(x, blk, f32)
+            if "split_concat" in self.tweaks and i > 0:
+                u = self.conv_block_parts(parts, blk)
+            else:
+                u = self.conv_block(x, blk, f32)
             if i == until:
                 return u
             if cse is None:
@@ -181,8 +204,16 @@ class GacnGraph:
             return self.b.op("Cast", [bm], "bm16", to=TensorProto.FLOAT16) if self.wtype != np.float32 else bm
         b = self.b
         # G = (F(j-1) - F)^2 + (F(i-1) - F)^2: each difference is one depthwise 2-tap conv.
-        dx = self.conv(feats, np.tile(np.array([1, -1], np.float32).reshape(1, 1, 1, 2), (64, 1, 1, 1)), pad=(0, 1, 0, 0), group=64, hint="dx")
-        dy = self.conv(feats, np.tile(np.array([1, -1], np.float32).reshape(1, 1, 2, 1), (64, 1, 1, 1)), pad=(1, 0, 0, 0), group=64, hint="dy")
+        if "diff3" in self.tweaks:
+            dx = self.conv(feats, np.tile(np.array([1, -1, 0], np.float32).reshape(1, 1, 1, 3), (64, 1, 1, 1)), pad=(0, 1, 0, 1), group=64, hint="dx")
+            dy = self.conv(feats, np.tile(np.array([1, -1, 0], np.float32).reshape(1, 1, 3, 1), (64, 1, 1, 1)), pad=(1, 0, 1, 0), group=64, hint="dy")
+        elif "diffpad" in self.tweaks:
+            padded = b.op("Pad", [feats, b.const([0, 0, 1, 1, 0, 0, 0, 0], "pads", np.int64)])
+            dx = b.op("Sub", [self.slice(self.slice(padded, 0, -1, 3), 1, 2 ** 62, 2), feats])
+            dy = b.op("Sub", [self.slice(self.slice(padded, 0, -1, 2), 1, 2 ** 62, 3), feats])
+        else:
+            dx = self.conv(feats, np.tile(np.array([1, -1], np.float32).reshape(1, 1, 1, 2), (64, 1, 1, 1)), pad=(0, 1, 0, 0), group=64, hint="dx")
+            dy = self.conv(feats, np.tile(np.array([1, -1], np.float32).reshape(1, 1, 2, 1), (64, 1, 1, 1)), pad=(1, 0, 0, 0), group=64, hint="dy")
         g = b.op("Add", [b.op("Mul", [dx, dx]), b.op("Mul", [dy, dy])])
         # The box sum is linear: one horizontal pass over all frames, the A - B difference,
         # then one vertical pass with the 1000x sharpness folded into its taps.
@@ -257,13 +288,21 @@ class GacnGraph:
 
 def build_model(params: dict[str, np.ndarray], *, plugins: bool = False, fp16: bool = False,
                 variant: str = "whole", block: int | None = None,
-                metadata: dict[str, str] | None = None) -> onnx.ModelProto:
-    """One GACN graph variant (see the module docstring for I/O); ``block`` is the sums pass."""
+                metadata: dict[str, str] | None = None, target: str = "onnxruntime",
+                tweaks=None) -> onnx.ModelProto:
+    """One GACN graph variant (see the module docstring for I/O); ``block`` is the sums pass.
+
+    ``target``: the runtime the graph is written for (``TARGETS``); every target computes the
+    same function with the same inputs and outputs. ``tweaks`` overrides the target's rewrites
+    (for A/B measurements)."""
+    if target not in TARGET_TWEAKS:
+        raise ValueError(f"unknown graph target {target!r}; expected one of {TARGETS}")
+    tweaks = TARGET_TWEAKS[target] if tweaks is None else frozenset(tweaks)
     if variant not in VARIANTS:
         raise ValueError(f"unknown graph variant {variant!r}; expected one of {VARIANTS}")
     if (variant == "sums") != (block is not None) or (block is not None and not 0 <= block < CSE_BLOCKS):
         raise ValueError("the sums variant takes block = 0..3, the others none")
-    g = GacnGraph(params, plugins=plugins and variant != "sums", fp16=fp16 and variant != "sums")
+    g = GacnGraph(params, plugins=plugins and variant != "sums", fp16=fp16 and variant != "sums", tweaks=tweaks)
     b = g.b
     f32 = TensorProto.FLOAT
     inputs = [helper.make_tensor_value_info("luma", f32, ["frames", 1, "height", "width"])]
@@ -298,7 +337,7 @@ def build_model(params: dict[str, np.ndarray], *, plugins: bool = False, fp16: b
           "sums": f"luma[K,1,H,W], cse[K,{cse_channels},1,1], colmask[1,1,1,W] -> sums[K,16,H] of block {block}"}
     meta = {"gacn.graph_version": GRAPH_VERSION, "gacn.spec_sections": SPEC_SECTIONS, "gacn.io": io[variant],
             "gacn.variant": variant if block is None else f"sums{block}",
-            "gacn.plugins": "1" if g.plugins else "0", "gacn.precision": "fp16" if g.wtype == np.float16 else "fp32",
+            "gacn.plugins": "1" if g.plugins else "0", "gacn.target": target, "gacn.precision": "fp16" if g.wtype == np.float16 else "fp32",
             **(metadata or {})}
     for k, v in meta.items():
         model.metadata_props.add(key=k, value=str(v))

@@ -5,19 +5,25 @@ checkpoint's parameters (engine/onnx_graph.py), or read from an exported file (w
 only: an exported graph carries no tile variants). The CPU memory arena is off: with it, ONNX
 Runtime keeps the high-water mark of every session and roughly doubles the peak (measured:
 5.9 against 3.0 KB per pixel at 520x520), and tiles make every run the same size anyway.
+
+The graph ONNX Runtime optimised for this machine (``optimized_model_filepath``) goes to the
+model cache (engine/backends/model_cache.py): a second start loads it with the graph
+optimisations already applied, without building or serialising the graph from the checkpoint.
 """
 from __future__ import annotations
 
 import logging
 import os
+import tempfile
 
 import numpy as np
 
-from engine.backends.base import sums_block
-from engine.errors import BackendError, CheckpointError
+from engine.errors import BackendError
 from engine.tiling import cse_weights
 
 log = logging.getLogger(__name__)
+
+TARGET = "onnxruntime"
 
 # Working bytes of one run: FIXED + pixels * (PER_PX[variant][0] + frames * PER_PX[variant][1]),
 # peak RSS over the loaded session, measured with benchmarks/memory.py --calibrate (2-core
@@ -27,40 +33,20 @@ PER_PX = {"whole": (0, 1400), "tile": (0, 1400), "sums0": (0, 160), "sums1": (0,
           "sums3": (0, 580)}
 
 
-def graph_bytes(params=None, onnx_path=None, variant: str = "whole") -> bytes:
-    """A serialized GACN graph variant: built from checkpoint parameters, or read from an exported file."""
-    if onnx_path is not None:
-        import onnx
-        try:
-            model = onnx.load(str(onnx_path))
-        except Exception as e:  # onnx raises DecodeError, OSError, ...
-            raise CheckpointError(f"{onnx_path}: not a readable ONNX model ({e})") from None
-        meta = {p.key: p.value for p in model.metadata_props}
-        if "gacn.graph_version" not in meta:
-            raise CheckpointError(f"{onnx_path}: not a GACN graph exported by export/export_onnx.py (no gacn metadata)")
-        if meta.get("gacn.plugins") == "1":
-            raise CheckpointError(f"{onnx_path}: this graph holds TensorRT plugin nodes; export the portable graph "
-                                  "(without --plugins) for ONNX Runtime")
-        if meta.get("gacn.variant", "whole") != variant:
-            raise CheckpointError(f"{onnx_path}: a '{meta.get('gacn.variant')}' graph, not the '{variant}' one")
-        return model.SerializeToString()
-    from engine.onnx_graph import build_model
-    block = sums_block(variant)
-    return build_model(params, variant="sums" if block is not None else variant, block=block).SerializeToString()
-
-
 class OnnxRuntimeRunner:
     """engine.backends.base.HostRunner on ONNX Runtime."""
 
     name = "onnxruntime"
     on_device = False
 
-    def __init__(self, params=None, onnx_path=None, threads: int | None = None, providers=None):
+    def __init__(self, params=None, onnx_path=None, threads: int | None = None, providers=None, cache=None):
         if params is None and onnx_path is None:
             raise BackendError("onnxruntime runner needs checkpoint parameters or an ONNX file")
         self._params, self._onnx_path = params, onnx_path
         self._threads = threads
         self._providers = providers
+        self._cache = cache
+        self._key: dict | None = None
         self.cse_weights = cse_weights(params) if params is not None else None
         self._sessions: dict[str, object] = {}
 
@@ -78,10 +64,48 @@ class OnnxRuntimeRunner:
             opts.log_severity_level = 3
             available = ort.get_available_providers()
             providers = self._providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
-            source = self._onnx_path if variant == "whole" else None
-            session = ort.InferenceSession(graph_bytes(self._params, source, variant), opts, providers=providers)
+            session = self._cached_session(ort, variant, opts, providers)
             self._sessions[variant] = session
             log.debug("onnxruntime %s session '%s' on %s", ort.__version__, variant, session.get_providers()[0])
+        return session
+
+    def _cached_session(self, ort, variant: str, opts, providers):
+        """A session from the cached optimised graph, else from the built one (then cached).
+
+        Only CPU-only sessions are cached: an optimised graph holds the layouts and fused kernels
+        of the providers it was optimised for."""
+        cacheable = providers == ["CPUExecutionProvider"]
+        path = None
+        if cacheable:
+            from engine.backends.graphs import source_key
+            from engine.backends.model_cache import ModelCache
+            if self._cache is None:
+                self._cache = ModelCache()
+            if self._key is None:
+                self._key = {**source_key(self._params, self._onnx_path), "target": TARGET,
+                             "onnxruntime": ort.__version__}
+            path = self._cache.path("onnxruntime", variant, {**self._key, "variant": variant})
+            blob = self._cache.load(path)
+            if blob is not None:
+                opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+                try:
+                    return ort.InferenceSession(blob, opts, providers=providers)
+                except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
+                    self._cache.discard(path, f"not loadable ({e})")
+                opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        from engine.backends.graphs import graph_bytes
+        graph = graph_bytes(self._params, self._onnx_path if variant == "whole" else None, variant, TARGET)
+        if not (cacheable and self._cache.enabled):
+            return ort.InferenceSession(graph, opts, providers=providers)
+        with tempfile.TemporaryDirectory(prefix="gacn-ort-") as tmp:
+            optimized = os.path.join(tmp, "optimized.onnx")
+            opts.optimized_model_filepath = optimized
+            session = ort.InferenceSession(graph, opts, providers=providers)
+            try:
+                with open(optimized, "rb") as f:
+                    self._cache.store(path, f.read())
+            except OSError as e:
+                log.warning("onnxruntime did not write its optimised graph (%s); not cached", e)
         return session
 
     def infer(self, luma: np.ndarray, cse: np.ndarray | None = None):

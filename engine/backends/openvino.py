@@ -1,0 +1,187 @@
+"""OpenVINO runner: the GACN graph variants compiled for the CPU, strictly in float32.
+
+The graphs are the portable ONNX ones (engine/onnx_graph.py, target ``openvino``), read by
+OpenVINO's ONNX frontend. Settings, each measured on a 2-core AVX-512 machine
+(benchmarks/RESULTS.md):
+
+- ``INFERENCE_PRECISION_HINT=f32``: on CPUs with BF16 instructions OpenVINO otherwise runs
+  float32 graphs in bfloat16, which moves the decision map far outside the float32 tolerances
+  (the activity step multiplies feature differences by 1000 before a sigmoid).
+- ``PERFORMANCE_HINT=LATENCY`` with one stream of ``INFERENCE_NUM_THREADS`` = the usable cores:
+  the pipeline runs one network call at a time.
+- Shapes: a model compiled for one static shape runs faster than the dynamic one (memory
+  planned once, in-place concatenations), but compiling costs about as much as a run. So a
+  shape met for the first time runs on the dynamic model; a shape met again (tiles, a batch of
+  same-size photos, a stream) gets its own static model, kept in a small LRU and on disk.
+
+Compiled models (dynamic and static) go to the model cache (engine/backends/model_cache.py)
+as OpenVINO export blobs, so that a second start imports them instead of building, parsing and
+compiling the graph.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import os
+from collections import Counter, OrderedDict
+
+import numpy as np
+
+from engine.errors import BackendError
+from engine.tiling import cse_weights
+
+log = logging.getLogger(__name__)
+
+TARGET = "openvino"
+STATIC_MODELS = 6            # static compiled models kept in memory (each holds its planned memory)
+
+# Working bytes of one run: FIXED + pixels * (PER_PX[variant][0] + frames * PER_PX[variant][1]),
+# peak RSS over the process before the runtime was loaded, measured with
+# benchmarks/memory.py --calibrate (2-core x86-64, openvino 2026.4) and rounded up by 10 %.
+FIXED = 200 << 20
+PER_PX = {"whole": (0, 1400), "tile": (0, 1400), "sums0": (0, 160), "sums1": (0, 300), "sums2": (0, 440),
+          "sums3": (0, 580)}
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _ov():
+    try:
+        import openvino
+    except ImportError as e:
+        raise BackendError(f"the openvino backend needs the openvino package ({e}); "
+                           "pip install 'gacn-engine[openvino]' or choose --backend onnxruntime") from None
+    return openvino
+
+
+class OpenVinoRunner:
+    """engine.backends.base.HostRunner on OpenVINO's CPU plugin."""
+
+    name = "openvino"
+    on_device = False
+
+    def __init__(self, params=None, onnx_path=None, threads: int | None = None, cache=None, static: str = "auto"):
+        if params is None and onnx_path is None:
+            raise BackendError("openvino runner needs checkpoint parameters or an ONNX file")
+        if static not in ("auto", "always", "never"):
+            raise ValueError(f"static must be auto, always or never, not {static!r}")
+        self._params, self._onnx_path = params, onnx_path
+        self.threads = threads or usable_cores()
+        self._static_policy = static
+        self.cse_weights = cse_weights(params) if params is not None else None
+        self._cache = cache
+        self._core = None
+        self._key: dict | None = None
+        self._dynamic: dict[str, object] = {}          # variant -> infer request on the dynamic model
+        self._static: OrderedDict = OrderedDict()     # (variant, shapes) -> infer request, LRU
+        self._seen: Counter = Counter()
+        self.config = {"INFERENCE_PRECISION_HINT": "f32", "EXECUTION_MODE_HINT": "ACCURACY",
+                       "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1",
+                       "INFERENCE_NUM_THREADS": str(self.threads)}
+
+    # -- loading -------------------------------------------------------------------------------------
+    def activate(self) -> None:
+        ov = _ov()
+        if self._core is None:
+            from engine.backends.graphs import source_key
+            from engine.backends.model_cache import ModelCache
+            self._core = ov.Core()
+            self._cache = self._cache if self._cache is not None else ModelCache()
+            self._key = {**source_key(self._params, self._onnx_path), "target": TARGET,
+                         "openvino": ov.get_version(), "config": self.config}
+        self._request("whole", None)
+
+    def _compile(self, variant: str, shapes: dict | None):
+        """A compiled model from the cache, else built, compiled and stored."""
+        ov = _ov()
+        label = variant if shapes is None else f"{variant}-" + "x".join(str(v) for v in shapes["luma"])
+        path = self._cache.path("openvino", label, {**self._key, "variant": variant, "shapes": shapes})
+        blob = self._cache.load(path)
+        if blob is not None:
+            try:
+                compiled = self._core.import_model(io.BytesIO(blob), "CPU", self.config)
+                log.debug("openvino: %s imported from %s", label, path)
+                return self._checked(compiled)
+            except Exception as e:  # OpenVINO raises RuntimeError subclasses on a bad blob
+                self._cache.discard(path, f"not importable ({e})")
+        from engine.backends.graphs import graph_bytes
+        model = self._core.read_model(graph_bytes(self._params, self._onnx_path, variant, TARGET), b"")
+        if shapes is not None:
+            model.reshape(shapes)
+        compiled = self._checked(self._core.compile_model(model, "CPU", self.config))
+        buf = io.BytesIO()
+        compiled.export_model(buf)
+        self._cache.store(path, buf.getvalue())
+        log.debug("openvino %s: compiled %s", _ov().get_version(), label)
+        return compiled
+
+    @staticmethod
+    def _checked(compiled):
+        precision = compiled.get_property("INFERENCE_PRECISION_HINT")
+        if precision != _ov().Type.f32:
+            raise BackendError(f"openvino compiled GACN for {precision}, not float32; refusing to run it")
+        return compiled
+
+    def _request(self, variant: str, feeds: dict | None):
+        """The infer request for a variant and these inputs' shapes (see the module docstring)."""
+        if self._core is None:
+            self.activate()
+        shapes = None if feeds is None else {k: list(v.shape) for k, v in feeds.items()}
+        key = None if shapes is None else (variant, tuple((k, tuple(v)) for k, v in sorted(shapes.items())))
+        if key is not None:
+            req = self._static.get(key)
+            if req is not None:
+                self._static.move_to_end(key)
+                return req
+            self._seen[key] += 1
+            policy = self._static_policy
+            if policy == "always" or (policy == "auto" and self._seen[key] > 1):
+                req = self._compile(variant, shapes).create_infer_request()
+                self._static[key] = req
+                while len(self._static) > STATIC_MODELS:
+                    self._static.popitem(last=False)
+                return req
+        req = self._dynamic.get(variant)
+        if req is None:
+            req = self._dynamic[variant] = self._compile(variant, None).create_infer_request()
+        return req
+
+    # -- running -------------------------------------------------------------------------------------
+    def _run(self, variant: str, feeds: dict, outputs: tuple[str, ...]):
+        req = self._request(variant, feeds)
+        req.infer(feeds, share_inputs=True)
+        return tuple(req.get_tensor(name).data.copy() for name in outputs)
+
+    def infer(self, luma: np.ndarray, cse: np.ndarray | None = None):
+        feeds = {"luma": np.ascontiguousarray(luma, dtype=np.float32)}
+        if cse is not None:
+            feeds["cse"] = np.ascontiguousarray(cse, dtype=np.float32)
+        return self._run("whole" if cse is None else "tile", feeds, ("decision", "mask"))
+
+    def block_sums(self, block: int, luma: np.ndarray, cse: np.ndarray | None, colmask: np.ndarray) -> np.ndarray:
+        feeds = {"luma": np.ascontiguousarray(luma, dtype=np.float32),
+                 "colmask": np.ascontiguousarray(colmask, dtype=np.float32).reshape(1, 1, 1, -1)}
+        if block:
+            feeds["cse"] = np.ascontiguousarray(cse, dtype=np.float32)
+        return self._run(f"sums{block}", feeds, ("sums",))[0]
+
+    def memory(self, variant: str, frames: int, height: int, width: int) -> int:
+        base, per_frame = PER_PX[variant]
+        return FIXED + height * width * (base + frames * per_frame)
+
+    def unsupported(self, variant: str, frames: int, height: int, width: int) -> str | None:
+        if variant != "whole" and self.cse_weights is None:
+            return ("an exported graph (--onnx) runs whole frames only; give the checkpoint (--weights) "
+                    "to run frames in tiles")
+        return None
+
+    def deactivate(self) -> None:
+        self._dynamic.clear()
+        self._static.clear()
+        self._seen.clear()
+        self._core = None

@@ -1,0 +1,93 @@
+"""The OpenVINO backend: strictly float32, static and dynamic models agree, exact tiles, and
+its place among the backends (the golden pairs and stack are in test_golden.py/test_stack.py)."""
+import numpy as np
+import pytest
+
+from engine import metrics
+from engine.backends import base
+
+ov = pytest.importorskip("openvino", reason="openvino is not installed (pip install '.[openvino]')")
+
+
+@pytest.fixture()
+def runner(params, tmp_path):
+    from engine.backends.model_cache import ModelCache
+    from engine.backends.openvino import OpenVinoRunner
+    r = OpenVinoRunner(params=params, cache=ModelCache(tmp_path))
+    yield r
+    r.deactivate()
+
+
+def test_compiled_in_float32(runner):
+    """On CPUs with BF16 instructions OpenVINO's default would run this graph in bfloat16."""
+    runner.activate()
+    compiled = runner._dynamic["whole"].get_compiled_model()
+    assert compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.f32
+    assert str(compiled.get_property("EXECUTION_MODE_HINT")).endswith("ACCURACY")
+
+
+def test_a_lower_precision_is_refused(runner):
+    from engine.errors import BackendError
+    runner.config = {**runner.config, "INFERENCE_PRECISION_HINT": "bf16", "EXECUTION_MODE_HINT": "PERFORMANCE"}
+    with pytest.raises(BackendError, match="not float32"):
+        runner.activate()
+
+
+def test_static_model_agrees_with_dynamic(runner, golden):
+    """A shape met twice runs on its own static model; it must compute the same maps."""
+    from engine import preprocess
+    a, b, *_ = golden("color_tid_t5")
+    luma = np.stack([preprocess.luma(a), preprocess.luma(b)])[:, None]
+    d1, m1 = runner.infer(luma)
+    assert not runner._static
+    d2, m2 = runner.infer(luma)
+    assert len(runner._static) == 1
+    assert np.mean((d1 > 0.5) == (d2 > 0.5)) >= 0.99999
+    assert np.percentile(np.abs(m1 - m2), 99.9) < 1e-5
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_tiled_run_is_exact(weights, golden, k, tmp_path, monkeypatch):
+    """Forced small tiles (sums0..3 passes, then the tile network) reproduce the golden maps;
+    K = 3 is the stack's batch (the reference against two frames)."""
+    monkeypatch.setenv("GACN_MODEL_CACHE", str(tmp_path))
+    from engine import Fuser, preprocess
+    name = "color_lytro_03"
+    a, b, g_fused, g_d, g_m = golden(name)
+    with Fuser("openvino", weights=weights, tile=208) as fuser:
+        if k == 2:
+            res = fuser.fuse(a, b, maps=True)
+            report = metrics.golden_report(res.fused, res.decision, res.mask, g_fused, g_d, g_m)
+            assert metrics.within(report, metrics.FP32), report
+        else:
+            pipe = fuser.pipeline
+            lumas = [preprocess.luma(x)[None] for x in (a, b, b)]
+            plan = pipe.plan(3, *a.shape[:2], 0)
+            assert plan.side == 208
+            _, m = pipe.maps(None, lumas, plan, decision=False)
+            for j in range(2):
+                assert np.percentile(np.abs(m[j].astype(np.float64) - g_m), 99.9) <= metrics.FP32.max_mask_p999
+
+
+def test_auto_prefers_openvino_on_the_cpu(monkeypatch):
+    monkeypatch.setattr(base, "_cuda_torch_available", lambda: False)
+    assert base.resolve_backend("auto") == "openvino"
+    assert base.available_backends()[:2] == ["openvino", "onnxruntime"]
+    real = base._installed
+    monkeypatch.setattr(base, "_installed", lambda m: False if m == "openvino" else real(m))
+    assert base.resolve_backend("auto") == "onnxruntime"
+    assert "openvino" not in base.available_backends()
+
+
+def test_threads_reach_the_runtime(params, tmp_path):
+    from engine.backends.model_cache import ModelCache
+    from engine.backends.openvino import OpenVinoRunner
+    r = OpenVinoRunner(params=params, threads=1, cache=ModelCache(tmp_path))
+    r.activate()
+    assert int(r._dynamic["whole"].get_compiled_model().get_property("INFERENCE_NUM_THREADS")) == 1
+
+
+def test_cli_offers_openvino():
+    from engine.cli import build_parser
+    args = build_parser().parse_args(["a.png", "b.png", "-o", "f.png", "--backend", "openvino", "--threads", "2"])
+    assert args.backend == "openvino" and args.threads == 2
