@@ -35,9 +35,14 @@ from engine.spec import (ACTIVITY_RADIUS, GAUSS_RADIUS, GF_EPS, GF_RADIUS, SHARP
 OPSET = 17  # ReduceMean takes axes as an attribute up to opset 17
 GRAPH_VERSION = "2"
 VARIANTS = ("whole", "tile", "sums")
-# The same computation written for each runtime's kernels (see GacnGraph); same I/O everywhere.
-TARGET_TWEAKS = {"onnxruntime": frozenset(), "openvino": frozenset()}
-TARGETS = tuple(TARGET_TWEAKS)
+# The same computation written for each runtime's kernels (GacnGraph documents each rewrite;
+# each was kept because it measured faster on that runtime, benchmarks/RESULTS.md); same I/O.
+REWRITES = ("diff_first", "conv_parts", "activity_parts", "gate_rows", "square_pow", "scale_barrier")
+TARGET_REWRITES = {
+    "onnxruntime": frozenset({"diff_first"}),
+    "openvino": frozenset(REWRITES),
+}
+TARGETS = tuple(TARGET_REWRITES)
 CSE_BLOCKS = 4          # feature blocks with a channel SE (spec section 3)
 CSE_CHANNELS = 16
 SPEC_SECTIONS = "2,3,4,5,6"
@@ -74,14 +79,29 @@ class GacnGraph:
     extraction and the activity step stay float32: the activity multiplies feature differences
     by 1000 before its sigmoid, and float16 features move 0.7-1.6 % of the decision map on flat
     images against the golden outputs, while a float16 decision path moves < 0.01 %.
+
+    ``rewrites`` (``REWRITES``) write the same function for a runtime's kernels:
+    - ``diff_first``: the activity's A - B difference before the horizontal box pass (half
+      the box work; the box sum is linear).
+    - ``conv_parts``: a convolution over concatenated features as the sum of one
+      convolution per part, so the concatenations are never copied (OpenVINO's NHWC kernels
+      copy a channel concatenation of a batch).
+    - ``activity_parts``: the activity per 16-channel part, then one concatenation of Bm.
+    - ``gate_rows``: the 7x7 C->1 gate as 1x7 C->7 then 7x1 7->1 (else 7x1 then 1x7).
+    - ``square_pow``: squares as Pow(x, 2), which OpenVINO fuses into the convolution before.
+    - ``scale_barrier``: the CSE scale reshaped before it multiplies the features, so that
+      OpenVINO does not fuse its sigmoid into the per-pixel multiply (an exp per pixel).
     """
 
     def __init__(self, params: dict[str, np.ndarray], plugins: bool = False, fp16: bool = False,
-                 tweaks: frozenset = frozenset()):
+                 rewrites: frozenset = frozenset()):
         if fp16 and not plugins:
             raise ValueError("float16 is for the TensorRT plugin graph; the portable graph is float32")
+        unknown = set(rewrites) - set(REWRITES)
+        if unknown:
+            raise ValueError(f"unknown graph rewrites {sorted(unknown)}; expected some of {REWRITES}")
         self.p, self.plugins, self.b = params, plugins, _Builder()
-        self.tweaks = frozenset(tweaks)
+        self.rw = frozenset(rewrites)
         self.wtype = np.float16 if fp16 else np.float32  # the decision path's type
         self.value_info: list[onnx.ValueInfoProto] = []
 
@@ -111,7 +131,7 @@ class GacnGraph:
         return self.b.op("Add", [y, self.b.const(shift.reshape(-1, 1, 1), "t", dtype or self.wtype)], f"{blk}_out")
 
     def conv_block_parts(self, parts, blk):
-        """conv(concat(parts)) as a sum of per-part convolutions (no concatenated copy)."""
+        """ConvBlock over concat(parts) with conv(concat(parts)) = sum of per-part convolutions."""
         w, bias, rest, shift = fold_conv_block(self.p, blk)
         y = None
         for j, part in enumerate(parts):
@@ -132,7 +152,7 @@ class GacnGraph:
         fc2 = self.p[f"se_{i}.fc.2.weight"]
         s = b.op("Relu", [self.conv(s, fc1[:, :, None, None], dtype=f32)])
         s = self.sigmoid_exact(self.conv(s, fc2[:, :, None, None], dtype=f32))
-        if "cse_barrier" in self.tweaks:
+        if "scale_barrier" in self.rw:
             s = b.op("Reshape", [b.op("Reshape", [s, b.const([0, -1], "sh", np.int64)]), b.const([0, -1, 1, 1], "sh", np.int64)])
         return self.b.op("Mul", [x, s], f"cse{i}")
 
@@ -147,11 +167,16 @@ class GacnGraph:
         A convolution with one output channel wastes 15/16 of ONNX Runtime's blocked (NCHWc)
         kernels, so the 7x7 C->1 filter runs as a 7x1 C->7 pass (one output per kernel
         column) followed by a 1x7 7->1 pass that adds the columns: 3.5x faster, same sum.
+        (OpenVINO: the plain 7x7 C->1 convolution measured 1.5x slower for the whole network.)
         """
         w = self.p[f"se_{i}.fc.0.weight"][0].astype(np.float32)          # [C, 7, 7]
         c = w.shape[0]
-        if c == 1 or "gate7x7" in self.tweaks:
+        if c == 1:
             logits = self.conv(x, w[None], pad=(3, 3, 3, 3))
+        elif "gate_rows" in self.rw:
+            rows = np.ascontiguousarray(w.transpose(1, 0, 2)[:, :, None, :])  # [7 (row), C, 1, 7 (col)]
+            pick = np.eye(7, dtype=np.float32)[None, :, :, None]              # [1, 7, 7, 1]
+            logits = self.conv(self.conv(x, rows, pad=(0, 3, 0, 3), hint="sse_rows"), pick, pad=(3, 0, 3, 0))
         else:
             cols = np.ascontiguousarray(w.transpose(2, 0, 1)[..., None])      # [7 (col), C, 7 (row), 1]
             pick = np.eye(7, dtype=np.float32)[None, :, None, :]              # [1, 7, 1, 7]
@@ -172,19 +197,19 @@ class GacnGraph:
 
     # -- the network ---------------------------------------------------------------------------
     def features(self, y, cse=None, until=None):
-        """Spec section 3, always float32 (see the class docstring).
+        """Spec section 3, always float32 (see the class docstring): the four 16-channel parts
+        f0..f3 of F.
 
         ``cse``: the name of an input holding every frame's CSE scales [K,16*i,1,1] in place of
         the in-graph means (tiled execution). ``until`` = k stops at block k's output u_k, before
-        its CSE (the ``sums`` variant)."""
+        its CSE (the ``sums`` variant), and returns it."""
         blocks, f32, b = list(CONV_BLOCKS)[:CSE_BLOCKS], np.float32, self.b
         parts: list[str] = []
-        x = y
         for i, blk in enumerate(blocks):
-            if "split_concat" in self.tweaks and i > 0:
+            if i and "conv_parts" in self.rw:
                 u = self.conv_block_parts(parts, blk)
             else:
-                u = self.conv_block(x, blk, f32)
+                u = self.conv_block(parts[0] if i == 1 else self.concat(parts) if i else y, blk, f32)
             if i == until:
                 return u
             if cse is None:
@@ -193,34 +218,48 @@ class GacnGraph:
                 scale = self.slice(cse, CSE_CHANNELS * i, CSE_CHANNELS * (i + 1), 1)
                 f = b.op("Mul", [u, scale], f"cse{i}")
             parts.append(f)
-            x = f if i == 0 else b.op("Concat", list(parts), axis=1)
-        return b.op("Identity", [x], "features")
+        return parts
 
-    def activity(self, feats):
-        fa, fb = self.slice(feats, 0, 1, 0), self.slice(feats, 1, 2 ** 62, 0)
+    def concat(self, parts, hint="concat"):
+        return self.b.op("Concat", list(parts), hint, axis=1)
+
+    def activity(self, parts):
+        """Spec section 4: Bm [K-1,64,H,W] from the parts of F."""
         if self.plugins:
+            feats = self.concat(parts, "features")
+            fa, fb = self.slice(feats, 0, 1, 0), self.slice(feats, 1, 2 ** 62, 0)
             bm = self.b.op("GacnActivity", [fa, fb], "bm", domain=PLUGIN_DOMAIN, plugin_version="1", plugin_namespace="")
             bm = self.declare(bm, np.float32, ["pairs", 64, "height", "width"])
             return self.b.op("Cast", [bm], "bm16", to=TensorProto.FLOAT16) if self.wtype != np.float32 else bm
+        if "activity_parts" in self.rw:
+            return self.concat([self.activity_of(f, CSE_CHANNELS) for f in parts], "bm")
+        return self.activity_of(self.concat(parts, "features"), CSE_CHANNELS * len(parts))
+
+    def activity_of(self, feats, ch):
+        """Bm of ``ch`` feature channels."""
         b = self.b
         # G = (F(j-1) - F)^2 + (F(i-1) - F)^2: each difference is one depthwise 2-tap conv.
-        if "diff3" in self.tweaks:
-            dx = self.conv(feats, np.tile(np.array([1, -1, 0], np.float32).reshape(1, 1, 1, 3), (64, 1, 1, 1)), pad=(0, 1, 0, 1), group=64, hint="dx")
-            dy = self.conv(feats, np.tile(np.array([1, -1, 0], np.float32).reshape(1, 1, 3, 1), (64, 1, 1, 1)), pad=(1, 0, 1, 0), group=64, hint="dy")
-        elif "diffpad" in self.tweaks:
-            padded = b.op("Pad", [feats, b.const([0, 0, 1, 1, 0, 0, 0, 0], "pads", np.int64)])
-            dx = b.op("Sub", [self.slice(self.slice(padded, 0, -1, 3), 1, 2 ** 62, 2), feats])
-            dy = b.op("Sub", [self.slice(self.slice(padded, 0, -1, 2), 1, 2 ** 62, 3), feats])
+        dx = self.conv(feats, np.tile(np.array([1, -1], np.float32).reshape(1, 1, 1, 2), (ch, 1, 1, 1)), pad=(0, 1, 0, 0), group=ch, hint="dx")
+        dy = self.conv(feats, np.tile(np.array([1, -1], np.float32).reshape(1, 1, 2, 1), (ch, 1, 1, 1)), pad=(1, 0, 0, 0), group=ch, hint="dy")
+        if "square_pow" in self.rw:
+            two = b.const(2.0)
+            g = b.op("Add", [b.op("Pow", [dx, two]), b.op("Pow", [dy, two])])
         else:
-            dx = self.conv(feats, np.tile(np.array([1, -1], np.float32).reshape(1, 1, 1, 2), (64, 1, 1, 1)), pad=(0, 1, 0, 0), group=64, hint="dx")
-            dy = self.conv(feats, np.tile(np.array([1, -1], np.float32).reshape(1, 1, 2, 1), (64, 1, 1, 1)), pad=(1, 0, 0, 0), group=64, hint="dy")
-        g = b.op("Add", [b.op("Mul", [dx, dx]), b.op("Mul", [dy, dy])])
-        # The box sum is linear: one horizontal pass over all frames, the A - B difference,
-        # then one vertical pass with the 1000x sharpness folded into its taps.
+            g = b.op("Add", [b.op("Mul", [dx, dx]), b.op("Mul", [dy, dy])])
+        # The box sum is linear: a horizontal pass, the A - B difference (before it with
+        # diff_first, else after it over all frames), then a vertical pass with the 1000x
+        # sharpness folded into its taps.
         k = 2 * ACTIVITY_RADIUS + 1
-        rows = self.conv(g, np.ones((64, 1, 1, k), np.float32), pad=(0, ACTIVITY_RADIUS, 0, ACTIVITY_RADIUS), group=64, hint="boxh")
-        diff = b.op("Sub", [self.slice(rows, 0, 1, 0), self.slice(rows, 1, 2 ** 62, 0)])
-        s = self.conv(diff, np.full((64, 1, k, 1), SHARPNESS, np.float32), pad=(ACTIVITY_RADIUS, 0, ACTIVITY_RADIUS, 0), group=64, hint="boxv")
+        ones = np.ones((ch, 1, 1, k), np.float32)
+        hpad = (0, ACTIVITY_RADIUS, 0, ACTIVITY_RADIUS)
+        if "diff_first" in self.rw:
+            diff = self.conv(b.op("Sub", [self.slice(g, 0, 1, 0), self.slice(g, 1, 2 ** 62, 0)]), ones, pad=hpad,
+                             group=ch, hint="boxh")
+        else:
+            rows = self.conv(g, ones, pad=hpad, group=ch, hint="boxh")
+            diff = b.op("Sub", [self.slice(rows, 0, 1, 0), self.slice(rows, 1, 2 ** 62, 0)])
+        s = self.conv(diff, np.full((ch, 1, k, 1), SHARPNESS, np.float32), pad=(ACTIVITY_RADIUS, 0, ACTIVITY_RADIUS, 0),
+                      group=ch, hint="boxv")
         return b.op("Sigmoid", [s], "bm")
 
     def gated(self, x, blk, sse_index):
@@ -289,20 +328,20 @@ class GacnGraph:
 def build_model(params: dict[str, np.ndarray], *, plugins: bool = False, fp16: bool = False,
                 variant: str = "whole", block: int | None = None,
                 metadata: dict[str, str] | None = None, target: str = "onnxruntime",
-                tweaks=None) -> onnx.ModelProto:
+                rewrites=None) -> onnx.ModelProto:
     """One GACN graph variant (see the module docstring for I/O); ``block`` is the sums pass.
 
     ``target``: the runtime the graph is written for (``TARGETS``); every target computes the
-    same function with the same inputs and outputs. ``tweaks`` overrides the target's rewrites
-    (for A/B measurements)."""
-    if target not in TARGET_TWEAKS:
+    same function with the same inputs and outputs. ``rewrites`` overrides the target's set
+    (``REWRITES``; A/B measurements)."""
+    if target not in TARGET_REWRITES:
         raise ValueError(f"unknown graph target {target!r}; expected one of {TARGETS}")
-    tweaks = TARGET_TWEAKS[target] if tweaks is None else frozenset(tweaks)
+    rewrites = TARGET_REWRITES[target] if rewrites is None else frozenset(rewrites)
     if variant not in VARIANTS:
         raise ValueError(f"unknown graph variant {variant!r}; expected one of {VARIANTS}")
     if (variant == "sums") != (block is not None) or (block is not None and not 0 <= block < CSE_BLOCKS):
         raise ValueError("the sums variant takes block = 0..3, the others none")
-    g = GacnGraph(params, plugins=plugins and variant != "sums", fp16=fp16 and variant != "sums", tweaks=tweaks)
+    g = GacnGraph(params, plugins=plugins and variant != "sums", fp16=fp16 and variant != "sums", rewrites=rewrites)
     b = g.b
     f32 = TensorProto.FLOAT
     inputs = [helper.make_tensor_value_info("luma", f32, ["frames", 1, "height", "width"])]
@@ -318,8 +357,7 @@ def build_model(params: dict[str, np.ndarray], *, plugins: bool = False, fp16: b
         b.nodes.append(helper.make_node("Identity", [sums], ["sums"], name="out_sums"))
         outputs = [helper.make_tensor_value_info("sums", f32, ["frames", CSE_CHANNELS, "height"])]
     else:
-        feats = g.features("luma", cse)
-        bm = g.activity(feats)
+        bm = g.activity(g.features("luma", cse))
         d4 = g.decision_logits(bm)
         ya, yb = g.slice("luma", 0, 1, 0), g.slice("luma", 1, 2 ** 62, 0)
         d, m = g.boundary_refine(d4, ya, yb)
@@ -337,7 +375,8 @@ def build_model(params: dict[str, np.ndarray], *, plugins: bool = False, fp16: b
           "sums": f"luma[K,1,H,W], cse[K,{cse_channels},1,1], colmask[1,1,1,W] -> sums[K,16,H] of block {block}"}
     meta = {"gacn.graph_version": GRAPH_VERSION, "gacn.spec_sections": SPEC_SECTIONS, "gacn.io": io[variant],
             "gacn.variant": variant if block is None else f"sums{block}",
-            "gacn.plugins": "1" if g.plugins else "0", "gacn.target": target, "gacn.precision": "fp16" if g.wtype == np.float16 else "fp32",
+            "gacn.plugins": "1" if g.plugins else "0", "gacn.target": target,
+            "gacn.rewrites": ",".join(sorted(rewrites)) if not g.plugins else "", "gacn.precision": "fp16" if g.wtype == np.float16 else "fp32",
             **(metadata or {})}
     for k, v in meta.items():
         model.metadata_props.add(key=k, value=str(v))
