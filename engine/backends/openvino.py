@@ -9,10 +9,17 @@ OpenVINO's ONNX frontend. Settings, each measured on a 2-core AVX-512 machine
   (the activity step multiplies feature differences by 1000 before a sigmoid).
 - ``PERFORMANCE_HINT=LATENCY`` with one stream of ``INFERENCE_NUM_THREADS`` = the usable cores:
   the pipeline runs one network call at a time.
-- Shapes: a model compiled for one static shape runs faster than the dynamic one (memory
-  planned once, in-place concatenations), but compiling costs about as much as a run. So a
-  shape met for the first time runs on the dynamic model; a shape met again (tiles, a batch of
-  same-size photos, a stream) gets its own static model, kept in a small LRU and on disk.
+- Shapes: a model compiled for one static shape runs faster than the dynamic one and needs
+  40 % less memory (planned once, in place), but compiling costs about as much as a small
+  frame's run. So a small whole frame of a shape met for the first time runs on the dynamic
+  model, and a shape met again (a batch of same-size photos, a stream) or already compiled on
+  disk gets its own static model; frames of STATIC_FIRST_PIXELS or more, tiles and the sums
+  passes (one window shape serves a whole plan) get static models at once. Static models
+  are kept in a small LRU and on disk.
+- Memory: a compiled model keeps its intermediate buffers after a run; the runner releases
+  them (``release_memory``) when another model runs next, so that at most one model's
+  buffers are resident and a tiled job's peak is that of its largest pass, as the cost model
+  (``memory``) and the pipeline's plan assume.
 
 Compiled models (dynamic and static) go to the model cache (engine/backends/model_cache.py)
 as OpenVINO export blobs, so that a second start imports them instead of building, parsing and
@@ -24,6 +31,7 @@ import io
 import logging
 import os
 from collections import Counter, OrderedDict
+from pathlib import Path
 
 import numpy as np
 
@@ -33,14 +41,19 @@ from engine.tiling import cse_weights
 log = logging.getLogger(__name__)
 
 TARGET = "openvino"
-STATIC_MODELS = 6            # static compiled models kept in memory (each holds its planned memory)
+STATIC_MODELS = 6            # static compiled models kept in memory
+STATIC_FIRST_PIXELS = 1 << 20  # whole frames this large compile a static model at once (memory, speed)
 
-# Working bytes of one run: FIXED + pixels * (PER_PX[variant][0] + frames * PER_PX[variant][1]),
-# peak RSS over the process before the runtime was loaded, measured with
-# benchmarks/memory.py --calibrate (2-core x86-64, openvino 2026.4) and rounded up by 10 %.
-FIXED = 200 << 20
-PER_PX = {"whole": (0, 1400), "tile": (0, 1400), "sums0": (0, 160), "sums1": (0, 300), "sums2": (0, 440),
-          "sums3": (0, 580)}
+# Working bytes of one run: FIXED + pixels * (PER_PX[variant][0] + frames * PER_PX[variant][1]):
+# peak RSS less that of the process before the runtime was imported (the runtime, the compiled
+# model and its buffers), fitted by benchmarks/memory.py --calibrate over K = 2, 3 at 512 and
+# 1024 px squares (worst residual 0.3 %, also within 1 % at 320 and 640 px; 2-core x86-64,
+# openvino 2026.4) and scaled by 1.1. "whole" is the dynamic model (a small frame's first
+# run), "whole-static" the static one (= "tile"). The per-frame term dominates; a < 0 is
+# fine (K >= 2 always).
+FIXED = 125 << 20
+PER_PX = {"whole": (-570, 1100), "whole-static": (-340, 660), "tile": (-340, 660), "sums0": (0, 70),
+          "sums1": (0, 150), "sums2": (0, 220), "sums3": (0, 290)}
 
 
 def usable_cores() -> int:
@@ -77,9 +90,10 @@ class OpenVinoRunner:
         self._cache = cache
         self._core = None
         self._key: dict | None = None
-        self._dynamic: dict[str, object] = {}          # variant -> infer request on the dynamic model
-        self._static: OrderedDict = OrderedDict()     # (variant, shapes) -> infer request, LRU
+        self._dynamic: dict[str, tuple] = {}           # variant -> (compiled dynamic model, its request)
+        self._static: OrderedDict = OrderedDict()     # (variant, shapes) -> (compiled, request), LRU
         self._seen: Counter = Counter()
+        self._active = None                            # the compiled model whose buffers are resident
         self.config = {"INFERENCE_PRECISION_HINT": "f32", "EXECUTION_MODE_HINT": "ACCURACY",
                        "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1",
                        "INFERENCE_NUM_THREADS": str(self.threads)}
@@ -98,14 +112,12 @@ class OpenVinoRunner:
 
     def _compile(self, variant: str, shapes: dict | None):
         """A compiled model from the cache, else built, compiled and stored."""
-        ov = _ov()
-        label = variant if shapes is None else f"{variant}-" + "x".join(str(v) for v in shapes["luma"])
-        path = self._cache.path("openvino", label, {**self._key, "variant": variant, "shapes": shapes})
+        path = self._cache_path(variant, shapes)
         blob = self._cache.load(path)
         if blob is not None:
             try:
                 compiled = self._core.import_model(io.BytesIO(blob), "CPU", self.config)
-                log.debug("openvino: %s imported from %s", label, path)
+                log.debug("openvino: imported %s", path.name)
                 return self._checked(compiled)
             except Exception as e:  # OpenVINO raises RuntimeError subclasses on a bad blob
                 self._cache.discard(path, f"not importable ({e})")
@@ -117,8 +129,12 @@ class OpenVinoRunner:
         buf = io.BytesIO()
         compiled.export_model(buf)
         self._cache.store(path, buf.getvalue())
-        log.debug("openvino %s: compiled %s", _ov().get_version(), label)
+        log.debug("openvino %s: compiled %s", _ov().get_version(), path.name)
         return compiled
+
+    def _cache_path(self, variant: str, shapes: dict | None) -> Path:
+        label = variant if shapes is None else f"{variant}-" + "x".join(str(v) for v in shapes["luma"])
+        return self._cache.path("openvino", label, {**self._key, "variant": variant, "shapes": shapes})
 
     @staticmethod
     def _checked(compiled):
@@ -128,32 +144,44 @@ class OpenVinoRunner:
         return compiled
 
     def _request(self, variant: str, feeds: dict | None):
-        """The infer request for a variant and these inputs' shapes (see the module docstring)."""
+        """(compiled model, infer request) for a variant and these inputs' shapes (see the
+        module docstring)."""
         if self._core is None:
             self.activate()
         shapes = None if feeds is None else {k: list(v.shape) for k, v in feeds.items()}
         key = None if shapes is None else (variant, tuple((k, tuple(v)) for k, v in sorted(shapes.items())))
         if key is not None:
-            req = self._static.get(key)
-            if req is not None:
+            entry = self._static.get(key)
+            if entry is not None:
                 self._static.move_to_end(key)
-                return req
+                return entry
             self._seen[key] += 1
-            policy = self._static_policy
-            if policy == "always" or (policy == "auto" and self._seen[key] > 1):
-                req = self._compile(variant, shapes).create_infer_request()
-                self._static[key] = req
+            if self._wants_static(variant, shapes, self._seen[key]):
+                compiled = self._compile(variant, shapes)
+                entry = self._static[key] = (compiled, compiled.create_infer_request())
                 while len(self._static) > STATIC_MODELS:
                     self._static.popitem(last=False)
-                return req
-        req = self._dynamic.get(variant)
-        if req is None:
-            req = self._dynamic[variant] = self._compile(variant, None).create_infer_request()
-        return req
+                return entry
+        entry = self._dynamic.get(variant)
+        if entry is None:
+            compiled = self._compile(variant, None)
+            entry = self._dynamic[variant] = (compiled, compiled.create_infer_request())
+        return entry
+
+    def _wants_static(self, variant: str, shapes: dict, seen: int) -> bool:
+        if self._static_policy != "auto":
+            return self._static_policy == "always"
+        if variant != "whole" or seen > 1:
+            return True
+        _, _, h, w = shapes["luma"]
+        return h * w >= STATIC_FIRST_PIXELS or self._cache_path(variant, shapes).is_file()
 
     # -- running -------------------------------------------------------------------------------------
     def _run(self, variant: str, feeds: dict, outputs: tuple[str, ...]):
-        req = self._request(variant, feeds)
+        compiled, req = self._request(variant, feeds)
+        if self._active is not None and self._active is not compiled:
+            self._active.release_memory()
+        self._active = compiled
         req.infer(feeds, share_inputs=True)
         return tuple(req.get_tensor(name).data.copy() for name in outputs)
 
@@ -171,6 +199,9 @@ class OpenVinoRunner:
         return self._run(f"sums{block}", feeds, ("sums",))[0]
 
     def memory(self, variant: str, frames: int, height: int, width: int) -> int:
+        if variant == "whole" and (self._static_policy == "always" or
+                                   (self._static_policy == "auto" and height * width >= STATIC_FIRST_PIXELS)):
+            variant = "whole-static"
         base, per_frame = PER_PX[variant]
         return FIXED + height * width * (base + frames * per_frame)
 
@@ -181,6 +212,7 @@ class OpenVinoRunner:
         return None
 
     def deactivate(self) -> None:
+        self._active = None
         self._dynamic.clear()
         self._static.clear()
         self._seen.clear()
