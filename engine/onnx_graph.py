@@ -37,7 +37,7 @@ GRAPH_VERSION = "2"
 VARIANTS = ("whole", "tile", "sums")
 # The same computation written for each runtime's kernels (GacnGraph documents each rewrite;
 # each was kept because it measured faster on that runtime, benchmarks/RESULTS.md); same I/O.
-REWRITES = ("diff_first", "conv_parts", "activity_parts", "gate_rows", "square_pow", "scale_barrier")
+REWRITES = ("diff_first", "conv_parts", "activity_parts", "gate_rows", "square_pow", "scale_barrier", "scale_conv")
 TARGET_REWRITES = {
     "onnxruntime": frozenset({"diff_first"}),
     "openvino": frozenset(REWRITES),
@@ -152,7 +152,9 @@ class GacnGraph:
         fc2 = self.p[f"se_{i}.fc.2.weight"]
         s = b.op("Relu", [self.conv(s, fc1[:, :, None, None], dtype=f32)])
         s = self.sigmoid_exact(self.conv(s, fc2[:, :, None, None], dtype=f32))
-        if "scale_barrier" in self.rw:
+        if "scale_conv" in self.rw:
+            s = self.conv(s, np.eye(CSE_CHANNELS, dtype=np.float32)[:, :, None, None], dtype=f32, hint="cse_scale")
+        elif "scale_barrier" in self.rw:
             s = b.op("Reshape", [b.op("Reshape", [s, b.const([0, -1], "sh", np.int64)]), b.const([0, -1, 1, 1], "sh", np.int64)])
         return self.b.op("Mul", [x, s], f"cse{i}")
 
@@ -219,6 +221,82 @@ class GacnGraph:
                 f = b.op("Mul", [u, scale], f"cse{i}")
             parts.append(f)
         return parts
+
+    # -- the network with the frame count fixed (``per_frame``) ---------------------------------------
+    def frame_parts(self, y, k: int, cse=None, until=None):
+        """Spec section 3 for frame ``k`` alone (y: its luma [1,1,H,W]): the unscaled parts u_i and
+        their CSE scales s_i [1,16,1,1]. The scales never multiply the features: they scale the
+        weights of the convolutions that read them and the activity's squared differences
+        (conv(s * u, W) = conv(u, W * s); G(s * u) = s^2 G(u)), which saves a pass over every
+        feature plane. ``until`` returns block ``until``'s u alone."""
+        f32, b = np.float32, self.b
+        us, ss = [], []
+        for i, blk in enumerate(list(CONV_BLOCKS)[:CSE_BLOCKS]):
+            if i == 0:
+                u = self.conv_block(y, blk, f32)
+            else:
+                w, bias, rest, shift = fold_conv_block(self.p, blk)
+                acc = None
+                for j, (uj, sj) in enumerate(zip(us, ss)):
+                    wj = self.shared(f"{blk}.w{j}", w[:, CSE_CHANNELS * j:CSE_CHANNELS * (j + 1)])
+                    ins = [uj, b.op("Mul", [wj, sj], "wscaled")] + ([self.shared(f"{blk}.b", bias)] if j == 0 else [])
+                    c = b.op("Conv", ins, blk, kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+                    acc = c if acc is None else b.op("Add", [acc, c])
+                u = b.op("Relu", [acc])
+                if not np.all(rest == 1.0):
+                    u = b.op("Mul", [u, self.shared(f"{blk}.rest", rest.reshape(-1, 1, 1))])
+                u = b.op("Add", [u, self.shared(f"{blk}.shift", shift.reshape(-1, 1, 1))], f"{blk}_out")
+            if i == until:
+                return u
+            if cse is None:
+                sc = self.cse_scale(u, i)
+            else:
+                sc = self.slice(self.slice(cse, k, k + 1, 0), CSE_CHANNELS * i, CSE_CHANNELS * (i + 1), 1)
+            us.append(u)
+            ss.append(sc)
+        return us, ss
+
+    def shared(self, key: str, value) -> str:
+        """One initializer per key, shared by every frame's nodes."""
+        names = self.__dict__.setdefault("_shared", {})
+        if key not in names:
+            names[key] = self.b.const(value, "w")
+        return names[key]
+
+    def cse_scale(self, u, i):
+        """s_i [1,16,1,1] of block i's output u (the channel SE without its multiply)."""
+        b, f32 = self.b, np.float32
+        m = b.op("ReduceMean", [b.op("ReduceMean", [u], axes=[3])], axes=[2])
+        fc1 = self.shared(f"se_{i}.fc1", self.p[f"se_{i}.fc.0.weight"][:, :, None, None])
+        fc2 = self.shared(f"se_{i}.fc2", self.p[f"se_{i}.fc.2.weight"][:, :, None, None])
+        h = b.op("Relu", [b.op("Conv", [m, fc1], "fc1", kernel_shape=[1, 1])])
+        return self.sigmoid_exact(b.op("Conv", [h, fc2], "fc2", kernel_shape=[1, 1]))
+
+    def frame_grads(self, us):
+        """G = (u(j-1) - u)^2 + (u(i-1) - u)^2 of each unscaled part (spec section 4)."""
+        out = []
+        for i, u in enumerate(us):
+            dx = self.b.op("Conv", [u, self.shared(f"dx{i}", np.tile(np.array([1, -1], np.float32).reshape(1, 1, 1, 2), (CSE_CHANNELS, 1, 1, 1)))],
+                           "dx", kernel_shape=[1, 2], pads=[0, 1, 0, 0], group=CSE_CHANNELS)
+            dy = self.b.op("Conv", [u, self.shared(f"dy{i}", np.tile(np.array([1, -1], np.float32).reshape(1, 1, 2, 1), (CSE_CHANNELS, 1, 1, 1)))],
+                           "dy", kernel_shape=[2, 1], pads=[1, 0, 0, 0], group=CSE_CHANNELS)
+            two = self.shared("two", 2.0)
+            out.append(self.b.op("Add", [self.b.op("Pow", [dx, two]), self.b.op("Pow", [dy, two])], "g"))
+        return out
+
+    def pair_activity(self, ga, sa, gb, sb):
+        """Bm [1,64,H,W] of one pair from the parts' G and scales: the box sum of
+        s_A^2 G_A - s_B^2 G_B, horizontal then vertical with the 1000x sharpness, then a sigmoid."""
+        b, k = self.b, 2 * ACTIVITY_RADIUS + 1
+        out = []
+        for i, (g0, s0, g1, s1) in enumerate(zip(ga, sa, gb, sb)):
+            diff = b.op("Sub", [b.op("Mul", [g0, b.op("Mul", [s0, s0])]), b.op("Mul", [g1, b.op("Mul", [s1, s1])])])
+            rows = b.op("Conv", [diff, self.shared("boxh", np.ones((CSE_CHANNELS, 1, 1, k), np.float32))], "boxh",
+                        kernel_shape=[1, k], pads=[0, ACTIVITY_RADIUS, 0, ACTIVITY_RADIUS], group=CSE_CHANNELS)
+            sums = b.op("Conv", [rows, self.shared("boxv", np.full((CSE_CHANNELS, 1, k, 1), SHARPNESS, np.float32))], "boxv",
+                        kernel_shape=[k, 1], pads=[ACTIVITY_RADIUS, 0, ACTIVITY_RADIUS, 0], group=CSE_CHANNELS)
+            out.append(b.op("Sigmoid", [sums], "bm"))
+        return self.concat(out, "bm")
 
     def concat(self, parts, hint="concat"):
         return self.b.op("Concat", list(parts), hint, axis=1)
@@ -328,12 +406,16 @@ class GacnGraph:
 def build_model(params: dict[str, np.ndarray], *, plugins: bool = False, fp16: bool = False,
                 variant: str = "whole", block: int | None = None,
                 metadata: dict[str, str] | None = None, target: str = "onnxruntime",
-                rewrites=None) -> onnx.ModelProto:
+                rewrites=None, frames: int | None = None) -> onnx.ModelProto:
     """One GACN graph variant (see the module docstring for I/O); ``block`` is the sums pass.
 
     ``target``: the runtime the graph is written for (``TARGETS``); every target computes the
     same function with the same inputs and outputs. ``rewrites`` overrides the target's set
-    (``REWRITES``; A/B measurements)."""
+    (``REWRITES``; A/B measurements). ``frames``: K fixed at build time, which lets each frame's
+    features run alone and the CSE scales fold into weights (GacnGraph.frame_parts); None keeps
+    K dynamic."""
+    if frames is not None and (plugins or frames < 2):
+        raise ValueError("a fixed frame count (>= 2) is for the portable graph")
     if target not in TARGET_REWRITES:
         raise ValueError(f"unknown graph target {target!r}; expected one of {TARGETS}")
     rewrites = TARGET_REWRITES[target] if rewrites is None else frozenset(rewrites)
@@ -350,7 +432,29 @@ def build_model(params: dict[str, np.ndarray], *, plugins: bool = False, fp16: b
     if cse_channels:
         cse = "cse"
         inputs.append(helper.make_tensor_value_info(cse, f32, ["frames", cse_channels, 1, 1]))
-    if variant == "sums":
+    if frames is not None:
+        inputs[0] = helper.make_tensor_value_info("luma", f32, [frames, 1, "height", "width"])
+        if cse:
+            inputs[1] = helper.make_tensor_value_info(cse, f32, [frames, cse_channels, 1, 1])
+        ys = b.op("Split", ["luma", b.const([1] * frames, "split", np.int64)], "y", n_out=frames, axis=0)
+        ys = [ys] if frames == 1 else list(ys)
+    if variant == "sums" and frames is not None:
+        inputs.append(helper.make_tensor_value_info("colmask", f32, [1, 1, 1, "width"]))
+        rows = [b.op("ReduceSum", [b.op("Mul", [g.frame_parts(y, k, cse, until=block), "colmask"]),
+                                   b.const([3], "axes", np.int64)], keepdims=0) for k, y in enumerate(ys)]
+        b.nodes.append(helper.make_node("Concat", rows, ["sums"], name="out_sums", axis=0))
+        outputs = [helper.make_tensor_value_info("sums", f32, [frames, CSE_CHANNELS, "height"])]
+    elif frames is not None:
+        feats = [g.frame_parts(y, k, cse) for k, y in enumerate(ys)]
+        grads = [g.frame_grads(us) for us, _ in feats]
+        bms = [g.pair_activity(grads[0], feats[0][1], grads[k], feats[k][1]) for k in range(1, frames)]
+        d4 = g.decision_logits(bms[0] if frames == 2 else b.op("Concat", bms, "bm", axis=0))
+        yb = ys[1] if frames == 2 else b.op("Concat", ys[1:], "yb", axis=0)
+        d, m = g.boundary_refine(d4, ys[0], yb)
+        b.nodes.append(helper.make_node("Identity", [d], ["decision"], name="out_decision"))
+        b.nodes.append(helper.make_node("Identity", [m], ["mask"], name="out_mask"))
+        outputs = [helper.make_tensor_value_info(n, f32, [frames - 1, 1, "height", "width"]) for n in ("decision", "mask")]
+    elif variant == "sums":
         inputs.append(helper.make_tensor_value_info("colmask", f32, [1, 1, 1, "width"]))
         u = g.features("luma", cse, until=block)
         sums = b.op("ReduceSum", [b.op("Mul", [u, "colmask"]), b.const([3], "axes", np.int64)], keepdims=0)

@@ -11,7 +11,8 @@ sys.path.insert(0, str(REPO))
 from benchmarks.memory import measure  # noqa: E402
 
 CASES = [("onnxruntime", "whole", 2, 384), ("onnxruntime", "sums3", 3, 512),
-         ("openvino", "whole", 2, 384), ("openvino", "tile", 3, 384), ("openvino", "sums3", 2, 512)]
+         ("openvino", "whole", 2, 384), ("openvino", "whole", 3, 1056), ("openvino", "tile", 3, 384),
+         ("openvino", "sums3", 2, 512)]
 
 
 @pytest.mark.parametrize("backend,variant,frames,side", CASES)

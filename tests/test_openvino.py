@@ -21,7 +21,7 @@ def runner(params, tmp_path):
 def test_compiled_in_float32(runner):
     """On CPUs with BF16 instructions OpenVINO's default would run this graph in bfloat16."""
     runner.activate()
-    compiled = runner._dynamic["whole"][0]
+    compiled = runner._dynamic[("whole", 2)][0]
     assert compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.f32
     assert str(compiled.get_property("EXECUTION_MODE_HINT")).endswith("ACCURACY")
 
@@ -84,7 +84,7 @@ def test_threads_reach_the_runtime(params, tmp_path):
     from engine.backends.openvino import OpenVinoRunner
     r = OpenVinoRunner(params=params, threads=1, cache=ModelCache(tmp_path))
     r.activate()
-    assert int(r._dynamic["whole"][0].get_property("INFERENCE_NUM_THREADS")) == 1
+    assert int(r._dynamic[("whole", 2)][0].get_property("INFERENCE_NUM_THREADS")) == 1
 
 
 def test_cli_offers_openvino():

@@ -7,8 +7,10 @@ from engine.backends.base import sums_block
 from engine.errors import CheckpointError
 
 
-def graph_bytes(params=None, onnx_path=None, variant: str = "whole", target: str = "onnxruntime") -> bytes:
-    """A serialized GACN graph variant: built from checkpoint parameters, or read from an exported file."""
+def graph_bytes(params=None, onnx_path=None, variant: str = "whole", target: str = "onnxruntime",
+                frames: int | None = None) -> bytes:
+    """A serialized GACN graph variant: built from checkpoint parameters (for ``frames`` = K
+    fixed, or K dynamic), or read from an exported file (K dynamic)."""
     if onnx_path is not None:
         import onnx
         try:
@@ -27,7 +29,7 @@ def graph_bytes(params=None, onnx_path=None, variant: str = "whole", target: str
     from engine.onnx_graph import build_model
     block = sums_block(variant)
     return build_model(params, variant="sums" if block is not None else variant, block=block,
-                       target=target).SerializeToString()
+                       target=target, frames=frames).SerializeToString()
 
 
 def source_key(params=None, onnx_path=None) -> dict:

@@ -1,7 +1,8 @@
 """OpenVINO runner: the GACN graph variants compiled for the CPU, strictly in float32.
 
-The graphs are the portable ONNX ones (engine/onnx_graph.py, target ``openvino``), read by
-OpenVINO's ONNX frontend. Settings, each measured on a 2-core AVX-512 machine
+The graphs are the portable ONNX ones (engine/onnx_graph.py, target ``openvino``, built for
+the call's frame count K so that each frame's features run alone and the CSE scales fold into
+weights), read by OpenVINO's ONNX frontend. Settings, each measured on a 2-core AVX-512 machine
 (benchmarks/RESULTS.md):
 
 - ``INFERENCE_PRECISION_HINT=f32``: on CPUs with BF16 instructions OpenVINO otherwise runs
@@ -47,13 +48,13 @@ STATIC_FIRST_PIXELS = 1 << 20  # whole frames this large compile a static model 
 # Working bytes of one run: FIXED + pixels * (PER_PX[variant][0] + frames * PER_PX[variant][1]):
 # peak RSS less that of the process before the runtime was imported (the runtime, the compiled
 # model and its buffers), fitted by benchmarks/memory.py --calibrate over K = 2, 3 at 512 and
-# 1024 px squares (worst residual 0.3 %, also within 1 % at 320 and 640 px; 2-core x86-64,
-# openvino 2026.4) and scaled by 1.1. "whole" is the dynamic model (a small frame's first
-# run), "whole-static" the static one (= "tile"). The per-frame term dominates; a < 0 is
-# fine (K >= 2 always).
-FIXED = 125 << 20
-PER_PX = {"whole": (-570, 1100), "whole-static": (-340, 660), "tile": (-340, 660), "sums0": (0, 70),
-          "sums1": (0, 150), "sums2": (0, 220), "sums3": (0, 290)}
+# 1024 px squares (worst residual 1 %; 2-core x86-64, openvino 2026.4) and scaled by 1.1.
+# "whole" is the dynamic model (a small frame's first run), "whole-static" the static one. The
+# per-frame graphs run the features of one frame at a time, so the sums passes hardly grow with
+# K. a < 0 is fine: K >= 2 always.
+FIXED = 130 << 20
+PER_PX = {"whole": (-990, 1210), "whole-static": (-80, 520), "tile": (-360, 660), "sums0": (150, 10),
+          "sums1": (140, 10), "sums2": (280, 10), "sums3": (350, 10)}
 
 
 def usable_cores() -> int:
@@ -90,7 +91,7 @@ class OpenVinoRunner:
         self._cache = cache
         self._core = None
         self._key: dict | None = None
-        self._dynamic: dict[str, tuple] = {}           # variant -> (compiled dynamic model, its request)
+        self._dynamic: dict[tuple, tuple] = {}         # (variant, K) -> (compiled dynamic model, its request)
         self._static: OrderedDict = OrderedDict()     # (variant, shapes) -> (compiled, request), LRU
         self._seen: Counter = Counter()
         self._active = None                            # the compiled model whose buffers are resident
@@ -110,9 +111,10 @@ class OpenVinoRunner:
                          "openvino": ov.get_version(), "config": self.config}
         self._request("whole", None)
 
-    def _compile(self, variant: str, shapes: dict | None):
-        """A compiled model from the cache, else built, compiled and stored."""
-        path = self._cache_path(variant, shapes)
+    def _compile(self, variant: str, frames: int, shapes: dict | None):
+        """A compiled model (for K = ``frames``, static ``shapes`` or dynamic H, W) from the cache,
+        else built, compiled and stored."""
+        path = self._cache_path(variant, frames, shapes)
         blob = self._cache.load(path)
         if blob is not None:
             try:
@@ -122,7 +124,8 @@ class OpenVinoRunner:
             except Exception as e:  # OpenVINO raises RuntimeError subclasses on a bad blob
                 self._cache.discard(path, f"not importable ({e})")
         from engine.backends.graphs import graph_bytes
-        model = self._core.read_model(graph_bytes(self._params, self._onnx_path, variant, TARGET), b"")
+        fixed = None if self._onnx_path is not None else frames  # an exported graph keeps K dynamic
+        model = self._core.read_model(graph_bytes(self._params, self._onnx_path, variant, TARGET, fixed), b"")
         if shapes is not None:
             model.reshape(shapes)
         compiled = self._checked(self._core.compile_model(model, "CPU", self.config))
@@ -132,9 +135,9 @@ class OpenVinoRunner:
         log.debug("openvino %s: compiled %s", _ov().get_version(), path.name)
         return compiled
 
-    def _cache_path(self, variant: str, shapes: dict | None) -> Path:
-        label = variant if shapes is None else f"{variant}-" + "x".join(str(v) for v in shapes["luma"])
-        return self._cache.path("openvino", label, {**self._key, "variant": variant, "shapes": shapes})
+    def _cache_path(self, variant: str, frames: int, shapes: dict | None) -> Path:
+        label = f"{variant}-k{frames}" if shapes is None else f"{variant}-" + "x".join(str(v) for v in shapes["luma"])
+        return self._cache.path("openvino", label, {**self._key, "variant": variant, "frames": frames, "shapes": shapes})
 
     @staticmethod
     def _checked(compiled):
@@ -149,6 +152,7 @@ class OpenVinoRunner:
         if self._core is None:
             self.activate()
         shapes = None if feeds is None else {k: list(v.shape) for k, v in feeds.items()}
+        frames = 2 if feeds is None else feeds["luma"].shape[0]
         key = None if shapes is None else (variant, tuple((k, tuple(v)) for k, v in sorted(shapes.items())))
         if key is not None:
             entry = self._static.get(key)
@@ -156,25 +160,25 @@ class OpenVinoRunner:
                 self._static.move_to_end(key)
                 return entry
             self._seen[key] += 1
-            if self._wants_static(variant, shapes, self._seen[key]):
-                compiled = self._compile(variant, shapes)
+            if self._wants_static(variant, frames, shapes, self._seen[key]):
+                compiled = self._compile(variant, frames, shapes)
                 entry = self._static[key] = (compiled, compiled.create_infer_request())
                 while len(self._static) > STATIC_MODELS:
                     self._static.popitem(last=False)
                 return entry
-        entry = self._dynamic.get(variant)
+        entry = self._dynamic.get((variant, frames))
         if entry is None:
-            compiled = self._compile(variant, None)
-            entry = self._dynamic[variant] = (compiled, compiled.create_infer_request())
+            compiled = self._compile(variant, frames, None)
+            entry = self._dynamic[(variant, frames)] = (compiled, compiled.create_infer_request())
         return entry
 
-    def _wants_static(self, variant: str, shapes: dict, seen: int) -> bool:
+    def _wants_static(self, variant: str, frames: int, shapes: dict, seen: int) -> bool:
         if self._static_policy != "auto":
             return self._static_policy == "always"
         if variant != "whole" or seen > 1:
             return True
         _, _, h, w = shapes["luma"]
-        return h * w >= STATIC_FIRST_PIXELS or self._cache_path(variant, shapes).is_file()
+        return h * w >= STATIC_FIRST_PIXELS or self._cache_path(variant, frames, shapes).is_file()
 
     # -- running -------------------------------------------------------------------------------------
     def _run(self, variant: str, feeds: dict, outputs: tuple[str, ...]):
