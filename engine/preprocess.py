@@ -56,21 +56,37 @@ def check_sources(images, names=None) -> list[np.ndarray]:
     return imgs
 
 
+CHUNK_PIXELS = 1 << 20  # luma and blend work on row bands of about this many pixels
+
+
+def _bands(height: int, width: int):
+    """Row slices of about CHUNK_PIXELS pixels: the per-pixel arithmetic is unchanged, but the
+    float temporaries stay small (a whole 24 MP RGB frame in float64 is 576 MB)."""
+    rows = max(1, CHUNK_PIXELS // max(width, 1))
+    return [slice(y, min(y + rows, height)) for y in range(0, height, rows)]
+
+
 def luma(img: np.ndarray) -> np.ndarray:
     """Spec section 1: float32 luma in [0, 1], computed in float64 and rounded once."""
     peak = max_value(img.dtype)
     if img.ndim == 2:
         return img.astype(np.float32) / np.float32(peak)
-    rgb = img * (1.0 / peak)  # float64, as skimage's img_as_float
+    out = np.empty(img.shape[:2], np.float32)
     w = LUMA_WEIGHTS
-    return (rgb[..., 0] * w[0] + rgb[..., 1] * w[1] + rgb[..., 2] * w[2]).astype(np.float32)
+    for band in _bands(*img.shape[:2]):
+        rgb = img[band] * (1.0 / peak)  # float64, as skimage's img_as_float
+        out[band] = rgb[..., 0] * w[0] + rgb[..., 1] * w[1] + rgb[..., 2] * w[2]
+    return out
 
 
 def blend(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Spec section 7 in float32: round(clip(M*A + (1-M)*B, 0, 1) * max), same dtype as the sources."""
     peak = max_value(a.dtype)
-    m = mask if a.ndim == 2 else mask[:, :, None]
-    fa = a.astype(np.float32) / np.float32(peak)
-    fb = b.astype(np.float32) / np.float32(peak)
-    fused = m * fa + (np.float32(1) - m) * fb
-    return np.rint(np.clip(fused, 0, 1) * np.float32(peak)).astype(a.dtype)
+    out = np.empty_like(a)
+    for band in _bands(*a.shape[:2]):
+        m = mask[band] if a.ndim == 2 else mask[band][:, :, None]
+        fa = a[band].astype(np.float32) / np.float32(peak)
+        fb = b[band].astype(np.float32) / np.float32(peak)
+        fused = m * fa + (np.float32(1) - m) * fb
+        out[band] = np.rint(np.clip(fused, 0, 1) * np.float32(peak))
+    return out
