@@ -52,6 +52,9 @@ def _progress(total, desc, quiet):
 
 def _make_fuser(args):
     from engine.fusion import Fuser
+    if args.backend in ("auto", "openvino"):
+        from engine.backends.openvino import lean_import
+        lean_import()
     return Fuser(args.backend, weights=args.weights, onnx=args.onnx, engine=args.engine,
                  precision=args.precision, threads=args.threads)
 

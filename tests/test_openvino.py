@@ -9,19 +9,32 @@ from engine.backends import base
 ov = pytest.importorskip("openvino", reason="openvino is not installed (pip install '.[openvino]')")
 
 
-@pytest.fixture()
-def runner(params, tmp_path):
+SMALL = np.random.default_rng(4).random((2, 1, 48, 40), dtype=np.float32)
+
+
+def make(params, tmp_path, **options):
     from engine.backends.model_cache import ModelCache
     from engine.backends.openvino import OpenVinoRunner
-    r = OpenVinoRunner(params=params, cache=ModelCache(tmp_path))
+    return OpenVinoRunner(params=params, cache=ModelCache(tmp_path), **options)
+
+
+@pytest.fixture()
+def runner(params, tmp_path):
+    r = make(params, tmp_path)
     yield r
     r.deactivate()
 
 
-def test_compiled_in_float32(runner):
+def compiled_models(r):
+    return [c for c, _ in list(r._dynamic.values()) + list(r._static.values())]
+
+
+@pytest.mark.parametrize("static", ["always", "never"])
+def test_compiled_in_float32(params, tmp_path, static):
     """On CPUs with BF16 instructions OpenVINO's default would run this graph in bfloat16."""
-    runner.activate()
-    compiled = runner._dynamic[("whole", 2)][0]
+    r = make(params, tmp_path, static=static)
+    r.infer(SMALL)
+    (compiled,) = compiled_models(r)
     assert compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.f32
     assert str(compiled.get_property("EXECUTION_MODE_HINT")).endswith("ACCURACY")
 
@@ -30,20 +43,31 @@ def test_a_lower_precision_is_refused(runner):
     from engine.errors import BackendError
     runner.config = {**runner.config, "INFERENCE_PRECISION_HINT": "bf16", "EXECUTION_MODE_HINT": "PERFORMANCE"}
     with pytest.raises(BackendError, match="not float32"):
-        runner.activate()
+        runner.infer(SMALL)
 
 
-def test_static_model_agrees_with_dynamic(runner, golden):
-    """A shape met twice runs on its own static model; it must compute the same maps."""
+def test_static_model_agrees_with_dynamic(params, tmp_path, golden):
+    """Static (per shape) and dynamic models must compute the same maps."""
     from engine import preprocess
     a, b, *_ = golden("color_tid_t5")
     luma = np.stack([preprocess.luma(a), preprocess.luma(b)])[:, None]
-    d1, m1 = runner.infer(luma)
-    assert not runner._static
-    d2, m2 = runner.infer(luma)
-    assert len(runner._static) == 1
+    dynamic, static = make(params, tmp_path, static="never"), make(params, tmp_path, static="always")
+    d1, m1 = dynamic.infer(luma)
+    d2, m2 = static.infer(luma)
+    assert list(dynamic._dynamic) == [("whole", 2)] and not dynamic._static and len(static._static) == 1
     assert np.mean((d1 > 0.5) == (d2 > 0.5)) >= 0.99999
     assert np.percentile(np.abs(m1 - m2), 99.9) < 1e-5
+
+
+def test_mixed_shapes_fall_back_to_the_dynamic_model(runner):
+    """After DYNAMIC_AFTER_SHAPES shapes, a new small one runs dynamic until it is met again."""
+    from engine.backends.openvino import DYNAMIC_AFTER_SHAPES
+    shapes = [(2, 1, 40 + 8 * i, 48) for i in range(DYNAMIC_AFTER_SHAPES + 1)]
+    for s in shapes:
+        runner.infer(np.zeros(s, np.float32))
+    assert len(runner._static) == DYNAMIC_AFTER_SHAPES and list(runner._dynamic) == [("whole", 2)]
+    runner.infer(np.zeros(shapes[-1], np.float32))
+    assert len(runner._static) == DYNAMIC_AFTER_SHAPES + 1
 
 
 @pytest.mark.parametrize("k", [2, 3])
@@ -80,11 +104,9 @@ def test_auto_prefers_openvino_on_the_cpu(monkeypatch):
 
 
 def test_threads_reach_the_runtime(params, tmp_path):
-    from engine.backends.model_cache import ModelCache
-    from engine.backends.openvino import OpenVinoRunner
-    r = OpenVinoRunner(params=params, threads=1, cache=ModelCache(tmp_path))
-    r.activate()
-    assert int(r._dynamic[("whole", 2)][0].get_property("INFERENCE_NUM_THREADS")) == 1
+    r = make(params, tmp_path, threads=1)
+    r.infer(SMALL)
+    assert [int(c.get_property("INFERENCE_NUM_THREADS")) for c in compiled_models(r)] == [1]
 
 
 def test_cli_offers_openvino():

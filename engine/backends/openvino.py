@@ -10,13 +10,12 @@ weights), read by OpenVINO's ONNX frontend. Settings, each measured on a 2-core 
   (the activity step multiplies feature differences by 1000 before a sigmoid).
 - ``PERFORMANCE_HINT=LATENCY`` with one stream of ``INFERENCE_NUM_THREADS`` = the usable cores:
   the pipeline runs one network call at a time.
-- Shapes: a model compiled for one static shape runs faster than the dynamic one and needs
-  40 % less memory (planned once, in place), but compiling costs about as much as a small
-  frame's run. So a small whole frame of a shape met for the first time runs on the dynamic
-  model, and a shape met again (a batch of same-size photos, a stream) or already compiled on
-  disk gets its own static model; frames of STATIC_FIRST_PIXELS or more, tiles and the sums
-  passes (one window shape serves a whole plan) get static models at once. Static models
-  are kept in a small LRU and on disk.
+- Shapes: a model compiled for one static shape runs 10 % faster than the dynamic one and
+  needs 30-40 % less memory (planned once, in place), but compiling it costs about a small
+  frame's run (0.35 s for a 520x520 pair; an import from the model cache 0.06 s). So every
+  shape gets its own static model (kept in a small LRU and in the cache), except that once a
+  process has met DYNAMIC_AFTER_SHAPES whole-frame shapes (a directory of photos of mixed
+  sizes), a new small shape runs on the dynamic model until it is met again.
 - Memory: a compiled model keeps its intermediate buffers after a run; the runner releases
   them (``release_memory``) when another model runs next, so that at most one model's
   buffers are resident and a tiled job's peak is that of its largest pass, as the cost model
@@ -28,9 +27,11 @@ compiling the graph.
 """
 from __future__ import annotations
 
+import importlib.util
 import io
 import logging
 import os
+import sys
 from collections import Counter, OrderedDict
 from pathlib import Path
 
@@ -43,7 +44,8 @@ log = logging.getLogger(__name__)
 
 TARGET = "openvino"
 STATIC_MODELS = 6            # static compiled models kept in memory
-STATIC_FIRST_PIXELS = 1 << 20  # whole frames this large compile a static model at once (memory, speed)
+STATIC_FIRST_PIXELS = 1 << 20  # whole frames this large always get a static model (memory)
+DYNAMIC_AFTER_SHAPES = 3       # whole-frame shapes compiled static before new ones run dynamic first
 
 # Working bytes of one run: FIXED + pixels * (PER_PX[variant][0] + frames * PER_PX[variant][1]):
 # peak RSS less that of the process before the runtime was imported (the runtime, the compiled
@@ -62,6 +64,23 @@ def usable_cores() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+def lean_import() -> None:
+    """Import openvino without its model-conversion API (openvino.tools.ovc: about 35 ms of a
+    start, unused here; openvino's __init__ treats it as optional). For processes this engine
+    owns (the CLI): it leaves ``openvino.convert_model`` undefined in that process, although
+    ``openvino.tools.ovc`` stays importable."""
+    if "openvino" in sys.modules or importlib.util.find_spec("openvino") is None:
+        return
+    blocked = "openvino.tools.ovc" not in sys.modules
+    if blocked:
+        sys.modules["openvino.tools.ovc"] = None  # makes `from openvino.tools.ovc import ...` an ImportError
+    try:
+        import openvino  # noqa: F401
+    finally:
+        if blocked and sys.modules.get("openvino.tools.ovc") is None:
+            del sys.modules["openvino.tools.ovc"]
 
 
 def _ov():
@@ -94,6 +113,7 @@ class OpenVinoRunner:
         self._dynamic: dict[tuple, tuple] = {}         # (variant, K) -> (compiled dynamic model, its request)
         self._static: OrderedDict = OrderedDict()     # (variant, shapes) -> (compiled, request), LRU
         self._seen: Counter = Counter()
+        self._whole_shapes: set = set()
         self._active = None                            # the compiled model whose buffers are resident
         self.config = {"INFERENCE_PRECISION_HINT": "f32", "EXECUTION_MODE_HINT": "ACCURACY",
                        "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1",
@@ -109,7 +129,8 @@ class OpenVinoRunner:
             self._cache = self._cache if self._cache is not None else ModelCache()
             self._key = {**source_key(self._params, self._onnx_path), "target": TARGET,
                          "openvino": ov.get_version(), "config": self.config}
-        self._request("whole", None)
+        if self._onnx_path is not None:  # a file given by the user: read it now, so that a bad one fails here
+            self._request("whole", None)
 
     def _compile(self, variant: str, frames: int, shapes: dict | None):
         """A compiled model (for K = ``frames``, static ``shapes`` or dynamic H, W) from the cache,
@@ -178,6 +199,10 @@ class OpenVinoRunner:
         if variant != "whole" or seen > 1:
             return True
         _, _, h, w = shapes["luma"]
+        shape = tuple(shapes["luma"])
+        if shape in self._whole_shapes or len(self._whole_shapes) < DYNAMIC_AFTER_SHAPES:
+            self._whole_shapes.add(shape)
+            return True
         return h * w >= STATIC_FIRST_PIXELS or self._cache_path(variant, frames, shapes).is_file()
 
     # -- running -------------------------------------------------------------------------------------
@@ -203,6 +228,8 @@ class OpenVinoRunner:
         return self._run(f"sums{block}", feeds, ("sums",))[0]
 
     def memory(self, variant: str, frames: int, height: int, width: int) -> int:
+        """The cost model (PER_PX); a whole frame below STATIC_FIRST_PIXELS may run on the dynamic
+        model (see the module docstring), so it is planned for that one's larger need."""
         if variant == "whole" and (self._static_policy == "always" or
                                    (self._static_policy == "auto" and height * width >= STATIC_FIRST_PIXELS)):
             variant = "whole-static"
