@@ -37,10 +37,10 @@ GRAPH_VERSION = "2"
 VARIANTS = ("whole", "tile", "sums")
 # The same computation written for each runtime's kernels (GacnGraph documents each rewrite;
 # each was kept because it measured faster on that runtime, benchmarks/RESULTS.md); same I/O.
-REWRITES = ("diff_first", "conv_parts", "activity_parts", "gate_rows", "square_pow", "scale_barrier", "scale_conv")
+REWRITES = ("diff_first", "gate_rows")
 TARGET_REWRITES = {
     "onnxruntime": frozenset({"diff_first"}),
-    "openvino": frozenset(REWRITES),
+    "openvino": frozenset({"diff_first", "gate_rows"}),
 }
 TARGETS = tuple(TARGET_REWRITES)
 CSE_BLOCKS = 4          # feature blocks with a channel SE (spec section 3)
@@ -83,14 +83,10 @@ class GacnGraph:
     ``rewrites`` (``REWRITES``) write the same function for a runtime's kernels:
     - ``diff_first``: the activity's A - B difference before the horizontal box pass (half
       the box work; the box sum is linear).
-    - ``conv_parts``: a convolution over concatenated features as the sum of one
-      convolution per part, so the concatenations are never copied (OpenVINO's NHWC kernels
-      copy a channel concatenation of a batch).
-    - ``activity_parts``: the activity per 16-channel part, then one concatenation of Bm.
     - ``gate_rows``: the 7x7 C->1 gate as 1x7 C->7 then 7x1 7->1 (else 7x1 then 1x7).
-    - ``square_pow``: squares as Pow(x, 2), which OpenVINO fuses into the convolution before.
-    - ``scale_barrier``: the CSE scale reshaped before it multiplies the features, so that
-      OpenVINO does not fuse its sigmoid into the per-pixel multiply (an exp per pixel).
+    With the frame count fixed (``build_model(frames=K)``, OpenVINO's graphs), each frame's
+    features run alone (frame_parts): no batch slicing, per-part convolutions instead of copied
+    concatenations, and the CSE scales folded into weights.
     """
 
     def __init__(self, params: dict[str, np.ndarray], plugins: bool = False, fp16: bool = False,
@@ -130,19 +126,6 @@ class GacnGraph:
             y = self.b.op("Mul", [y, self.b.const(rest.reshape(-1, 1, 1), "s")])
         return self.b.op("Add", [y, self.b.const(shift.reshape(-1, 1, 1), "t", dtype or self.wtype)], f"{blk}_out")
 
-    def conv_block_parts(self, parts, blk):
-        """ConvBlock over concat(parts) with conv(concat(parts)) = sum of per-part convolutions."""
-        w, bias, rest, shift = fold_conv_block(self.p, blk)
-        y = None
-        for j, part in enumerate(parts):
-            wj = w[:, CSE_CHANNELS * j:CSE_CHANNELS * (j + 1)]
-            c = self.conv(part, wj, bias if j == 0 else None, pad=(1, 1, 1, 1), hint=blk, dtype=np.float32)
-            y = c if y is None else self.b.op("Add", [y, c])
-        y = self.b.op("Relu", [y])
-        if not np.all(rest == 1.0):
-            y = self.b.op("Mul", [y, self.b.const(rest.reshape(-1, 1, 1), "s")])
-        return self.b.op("Add", [y, self.b.const(shift.reshape(-1, 1, 1), "t")], f"{blk}_out")
-
     def channel_se(self, x, i):
         # Mean over W then H: GlobalAveragePool's float32 sum is off by ~2e-5 relative at
         # 520x520, and this scale multiplies every feature (the activity step amplifies 1000x).
@@ -152,10 +135,6 @@ class GacnGraph:
         fc2 = self.p[f"se_{i}.fc.2.weight"]
         s = b.op("Relu", [self.conv(s, fc1[:, :, None, None], dtype=f32)])
         s = self.sigmoid_exact(self.conv(s, fc2[:, :, None, None], dtype=f32))
-        if "scale_conv" in self.rw:
-            s = self.conv(s, np.eye(CSE_CHANNELS, dtype=np.float32)[:, :, None, None], dtype=f32, hint="cse_scale")
-        elif "scale_barrier" in self.rw:
-            s = b.op("Reshape", [b.op("Reshape", [s, b.const([0, -1], "sh", np.int64)]), b.const([0, -1, 1, 1], "sh", np.int64)])
         return self.b.op("Mul", [x, s], f"cse{i}")
 
     def sigmoid_exact(self, x):
@@ -208,10 +187,7 @@ class GacnGraph:
         blocks, f32, b = list(CONV_BLOCKS)[:CSE_BLOCKS], np.float32, self.b
         parts: list[str] = []
         for i, blk in enumerate(blocks):
-            if i and "conv_parts" in self.rw:
-                u = self.conv_block_parts(parts, blk)
-            else:
-                u = self.conv_block(parts[0] if i == 1 else self.concat(parts) if i else y, blk, f32)
+            u = self.conv_block(parts[0] if i == 1 else self.concat(parts) if i else y, blk, f32)
             if i == until:
                 return u
             if cse is None:
@@ -274,13 +250,13 @@ class GacnGraph:
 
     def frame_grads(self, us):
         """G = (u(j-1) - u)^2 + (u(i-1) - u)^2 of each unscaled part (spec section 4)."""
+        taps = np.tile(np.array([1, -1], np.float32), (CSE_CHANNELS, 1, 1, 1))  # [16, 1, 1, 2]
+        wx, wy, two = self.shared("dx", taps), self.shared("dy", taps.transpose(0, 1, 3, 2)), self.shared("two", 2.0)
         out = []
-        for i, u in enumerate(us):
-            dx = self.b.op("Conv", [u, self.shared(f"dx{i}", np.tile(np.array([1, -1], np.float32).reshape(1, 1, 1, 2), (CSE_CHANNELS, 1, 1, 1)))],
-                           "dx", kernel_shape=[1, 2], pads=[0, 1, 0, 0], group=CSE_CHANNELS)
-            dy = self.b.op("Conv", [u, self.shared(f"dy{i}", np.tile(np.array([1, -1], np.float32).reshape(1, 1, 2, 1), (CSE_CHANNELS, 1, 1, 1)))],
-                           "dy", kernel_shape=[2, 1], pads=[1, 0, 0, 0], group=CSE_CHANNELS)
-            two = self.shared("two", 2.0)
+        for u in us:
+            dx = self.b.op("Conv", [u, wx], "dx", kernel_shape=[1, 2], pads=[0, 1, 0, 0], group=CSE_CHANNELS)
+            dy = self.b.op("Conv", [u, wy], "dy", kernel_shape=[2, 1], pads=[1, 0, 0, 0], group=CSE_CHANNELS)
+            # Pow(x, 2) rather than x * x: OpenVINO fuses it into the depthwise convolution
             out.append(self.b.op("Add", [self.b.op("Pow", [dx, two]), self.b.op("Pow", [dy, two])], "g"))
         return out
 
@@ -309,8 +285,6 @@ class GacnGraph:
             bm = self.b.op("GacnActivity", [fa, fb], "bm", domain=PLUGIN_DOMAIN, plugin_version="1", plugin_namespace="")
             bm = self.declare(bm, np.float32, ["pairs", 64, "height", "width"])
             return self.b.op("Cast", [bm], "bm16", to=TensorProto.FLOAT16) if self.wtype != np.float32 else bm
-        if "activity_parts" in self.rw:
-            return self.concat([self.activity_of(f, CSE_CHANNELS) for f in parts], "bm")
         return self.activity_of(self.concat(parts, "features"), CSE_CHANNELS * len(parts))
 
     def activity_of(self, feats, ch):
@@ -319,11 +293,7 @@ class GacnGraph:
         # G = (F(j-1) - F)^2 + (F(i-1) - F)^2: each difference is one depthwise 2-tap conv.
         dx = self.conv(feats, np.tile(np.array([1, -1], np.float32).reshape(1, 1, 1, 2), (ch, 1, 1, 1)), pad=(0, 1, 0, 0), group=ch, hint="dx")
         dy = self.conv(feats, np.tile(np.array([1, -1], np.float32).reshape(1, 1, 2, 1), (ch, 1, 1, 1)), pad=(1, 0, 0, 0), group=ch, hint="dy")
-        if "square_pow" in self.rw:
-            two = b.const(2.0)
-            g = b.op("Add", [b.op("Pow", [dx, two]), b.op("Pow", [dy, two])])
-        else:
-            g = b.op("Add", [b.op("Mul", [dx, dx]), b.op("Mul", [dy, dy])])
+        g = b.op("Add", [b.op("Mul", [dx, dx]), b.op("Mul", [dy, dy])])
         # The box sum is linear: a horizontal pass, the A - B difference (before it with
         # diff_first, else after it over all frames), then a vertical pass with the 1000x
         # sharpness folded into its taps.
