@@ -1,9 +1,11 @@
 """ONNX Runtime runner: the portable graph and its tiled variants on the CPU provider.
 
-Each variant (engine/backends/base.py) and frame count K is its own session, made on first use
-from the checkpoint's parameters (engine/onnx_graph.py; K fixed, so that each frame's features
-run alone: 5 % faster), or read from an exported file (whole frames only, K dynamic: an
-exported graph carries no tile variants). The CPU memory arena is off: with it, ONNX
+Each variant (engine/backends/base.py) is its own session, made on first use from the
+checkpoint's parameters (engine/onnx_graph.py), or read from an exported file (whole frames
+only: an exported graph carries no tile variants). The graphs keep K dynamic: the per-frame
+graphs OpenVINO runs (K fixed) measured 5 % faster here too, but ONNX Runtime's peak memory on
+them jumps with the frame size (900 MiB at 512 x 512, 420 MiB at 768 x 768 for a pair), which
+a memory budget cannot plan for. The CPU memory arena is off: with it, ONNX
 Runtime keeps the high-water mark of every session and roughly doubles the peak (measured:
 5.9 against 3.0 KB per pixel at 520x520), and tiles make every run the same size anyway.
 
@@ -53,15 +55,13 @@ class OnnxRuntimeRunner:
         self._cache = cache
         self._key: dict | None = None
         self.cse_weights = cse_weights(params) if params is not None else None
-        self._sessions: dict[tuple, object] = {}
+        self._sessions: dict[str, object] = {}
 
     def activate(self) -> None:
-        self._session("whole", 2)
+        self._session("whole")
 
-    def _session(self, variant: str, frames: int):
-        if self._onnx_path is not None:
-            frames = None  # the exported graph: K dynamic
-        session = self._sessions.get((variant, frames))
+    def _session(self, variant: str):
+        session = self._sessions.get(variant)
         if session is None:
             import onnxruntime as ort
             opts = ort.SessionOptions()
@@ -71,12 +71,12 @@ class OnnxRuntimeRunner:
             opts.log_severity_level = 3
             available = ort.get_available_providers()
             providers = self._providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
-            session = self._cached_session(ort, variant, frames, opts, providers)
-            self._sessions[(variant, frames)] = session
+            session = self._cached_session(ort, variant, opts, providers)
+            self._sessions[variant] = session
             log.debug("onnxruntime %s session '%s' on %s", ort.__version__, variant, session.get_providers()[0])
         return session
 
-    def _cached_session(self, ort, variant: str, frames: int | None, opts, providers):
+    def _cached_session(self, ort, variant: str, opts, providers):
         """A session from the cached optimised graph, else from the built one (then cached).
 
         Only CPU-only sessions are cached: an optimised graph holds the layouts and fused kernels
@@ -91,8 +91,7 @@ class OnnxRuntimeRunner:
             if self._key is None:
                 self._key = {**source_key(self._params, self._onnx_path), "target": TARGET,
                              "onnxruntime": ort.__version__}
-            label = variant if frames is None else f"{variant}-k{frames}"
-            path = self._cache.path("onnxruntime", label, {**self._key, "variant": variant, "frames": frames})
+            path = self._cache.path("onnxruntime", variant, {**self._key, "variant": variant})
             blob = self._cache.load(path)
             if blob is not None:
                 opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
@@ -102,7 +101,7 @@ class OnnxRuntimeRunner:
                     self._cache.discard(path, f"not loadable ({e})")
                 opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         from engine.backends.graphs import graph_bytes
-        graph = graph_bytes(self._params, self._onnx_path, variant, TARGET, frames)
+        graph = graph_bytes(self._params, self._onnx_path, variant, TARGET)
         if not (cacheable and self._cache.enabled):
             return ort.InferenceSession(graph, opts, providers=providers)
         with tempfile.TemporaryDirectory(prefix="gacn-ort-") as tmp:
@@ -120,7 +119,7 @@ class OnnxRuntimeRunner:
         feeds = {"luma": np.ascontiguousarray(luma, dtype=np.float32)}
         if cse is not None:
             feeds["cse"] = np.ascontiguousarray(cse, dtype=np.float32)
-        d, m = self._session("whole" if cse is None else "tile", luma.shape[0]).run(["decision", "mask"], feeds)
+        d, m = self._session("whole" if cse is None else "tile").run(["decision", "mask"], feeds)
         return d, m
 
     def block_sums(self, block: int, luma: np.ndarray, cse: np.ndarray | None, colmask: np.ndarray) -> np.ndarray:
@@ -128,7 +127,7 @@ class OnnxRuntimeRunner:
                  "colmask": np.ascontiguousarray(colmask, dtype=np.float32).reshape(1, 1, 1, -1)}
         if block:
             feeds["cse"] = np.ascontiguousarray(cse, dtype=np.float32)
-        return self._session(f"sums{block}", luma.shape[0]).run(["sums"], feeds)[0]
+        return self._session(f"sums{block}").run(["sums"], feeds)[0]
 
     def memory(self, variant: str, frames: int, height: int, width: int) -> int:
         base, per_frame = PER_PX[variant]
