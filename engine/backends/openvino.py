@@ -43,7 +43,7 @@ from engine.tiling import cse_weights
 log = logging.getLogger(__name__)
 
 TARGET = "openvino"
-STATIC_MODELS = 6            # static compiled models kept in memory
+STATIC_MODELS = 12           # static compiled models kept (a stack: tile + 4 sums passes, K = 3 and 2)
 STATIC_FIRST_PIXELS = 1 << 20  # whole frames this large always get a static model (memory)
 DYNAMIC_AFTER_SHAPES = 3       # whole-frame shapes compiled static before new ones run dynamic first
 
@@ -88,7 +88,7 @@ def _ov():
         import openvino
     except ImportError as e:
         raise BackendError(f"the openvino backend needs the openvino package ({e}); "
-                           "pip install 'gacn-engine[openvino]' or choose --backend onnxruntime") from None
+                           "pip install openvino, or choose --backend onnxruntime") from None
     return openvino
 
 
