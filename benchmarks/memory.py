@@ -31,9 +31,19 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def peak_rss_bytes() -> int:
+    """VmHWM, the high-water mark of this process image. (Not ru_maxrss: Linux carries the
+    pre-exec image's high-water mark into it, so a child of a large process, such as a test
+    run, would report its parent's size.)"""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def measure_one(backend: str, variant: str, frames: int, side: int, threads: int | None, options=None) -> dict:
     """In this process: working bytes of one variant at one shape (see the module docstring)."""
-    import resource
     rng = np.random.default_rng(0)
     luma = rng.random((frames, 1, side, side), dtype=np.float32)
     cse = rng.random((frames, 64, 1, 1), dtype=np.float32)
@@ -52,7 +62,7 @@ def measure_one(backend: str, variant: str, frames: int, side: int, threads: int
             runner.infer(luma, None if variant == "whole" else cse)
         else:
             runner.block_sums(block, luma, cse[:, :16 * block], colmask)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = peak_rss_bytes()
     return {"backend": backend, "variant": variant, "frames": frames, "side": side, "pixels": side * side,
             "load_bytes": after_load - base, "work_bytes": peak - base}
 

@@ -21,7 +21,7 @@ __all__ = ["Fuser", "FusionResult", "StackResult", "StreamResult", "STRATEGIES"]
 class Fuser:
     """Multi-focus fusion with one backend, loaded once.
 
-    >>> with Fuser() as f:                      # ONNX Runtime on the CPU unless a GPU is there
+    >>> with Fuser() as f:                      # OpenVINO (else ONNX Runtime) on the CPU unless a GPU is there
     ...     out = f.fuse(a, b).fused
 
     ``max_memory`` (bytes or "2G"; default 2 GiB on the CPU, the free GPU memory less a margin on
