@@ -1,13 +1,26 @@
-"""Latency and throughput of GACN per backend and frame size, trtexec style, with the eager
-FP32 PyTorch model of the same network measured in the same run as the baseline.
+"""Latency of GACN per backend and frame size, with the eager FP32 PyTorch model of the same
+network (export/model.py) measured in the same run as the baseline; on the CPU also the
+start-up, the CLI over a directory of pairs, and the users' alternatives on the same pairs.
 
-    python benchmarks/latency.py                                  # CPU: onnxruntime at 520x520
+    python benchmarks/latency.py                        # CPU: every installed CPU backend at 520x520
+    python benchmarks/latency.py --sizes 520x520,1200x1600 --no-cli --no-tools
     python benchmarks/latency.py --backends torch-cuda --precision fp16 --sizes 520x520,1080x1920,2160x3840
     python benchmarks/latency.py --backends tensorrt --engine gacn_fp16.plan --json out.json --plot out.png
 
-Every number is end to end for one RGB pair: uint8 frames in host memory in, the fused uint8
-frame in host memory out. GPU backends also report the H2D, compute and D2H parts (CUDA
-events) and the streamed rate with 3 frames in flight.
+API latency is end to end for one RGB pair: uint8 frames in host memory in, the fused uint8
+frame out. On the CPU the backends and the baseline are timed in interleaved rounds (each
+round times every one of them once), so that the other work on a shared machine disturbs
+them alike; medians are reported. GPU backends also report the H2D, compute and D2H parts
+(CUDA events) and the streamed rate with 3 frames in flight.
+
+CPU extras (each a subprocess of ``python -m engine.cli``, so start-up is included):
+- start-up: one pair with an empty model cache (cold), then again (the second start); the
+  start-up is the wall time less the warm API latency of that pair (compute excluded).
+- CLI: ``--pairs-dir`` over the golden pairs (10 by default), per pair with start-up.
+- tools: focus-stack (a binary under /work/tools or on PATH) and enfuse (enblend-enfuse), each
+  run once per pair, start-up included, if installed.
+- ``--authors DIR``: a checkout of the authors' code (Keep-Passion/GACN), timed warm through
+  its ``GACN_Fuse().fuse`` in the same rounds.
 """
 from __future__ import annotations
 
@@ -15,8 +28,11 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,7 +42,11 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 log = logging.getLogger("latency")
-DATA = Path(os.environ.get("GACN_TEST_DATA", Path(__file__).resolve().parent.parent.parent / "shared" / "gacn"))
+REPO = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("GACN_TEST_DATA", REPO.parent / "shared" / "gacn"))
+HOST = ("openvino", "onnxruntime")
+BASELINE_MAX_MP = 1.0      # the eager model needs several KB per pixel: larger sizes skip it (5 GB RSS cap)
+TOOL_DIRS = (Path("/work/tools"),)
 
 
 def parse_sizes(text: str) -> list[tuple[int, int]]:
@@ -64,6 +84,20 @@ def timed(fn, warmup: int, runs: int) -> list[float]:
     return out
 
 
+def rounds(fns: dict, warmup: int, runs: int) -> dict[str, list[float]]:
+    """Interleaved timing: every round times each function once (ms)."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    out = {k: [] for k in fns}
+    for _ in range(runs):
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            out[k].append((time.perf_counter() - t) * 1000)
+    return out
+
+
 class Baseline:
     """The eager float32 PyTorch model (export/model.py) with the same host pre/post-processing."""
 
@@ -74,6 +108,8 @@ class Baseline:
         if device == "cuda":
             torch.backends.cudnn.benchmark = True
             torch.backends.cudnn.allow_tf32 = False
+        else:
+            torch.set_num_threads(len(os.sched_getaffinity(0)))
         self.model = GACN.from_checkpoint(weights).to(device)
 
     def fuse(self, a, b):
@@ -85,39 +121,218 @@ class Baseline:
         return preprocess.blend(a, b, m[0, 0].cpu().numpy())
 
 
-def run_case(fuser, backend, size, args) -> dict:
+class Authors:
+    """The authors' own implementation from a checkout of Keep-Passion/GACN (not shipped here)."""
+
+    def __init__(self, root: Path):
+        self.root = root.resolve()
+        sys.path.insert(0, str(self.root))
+        cwd = os.getcwd()
+        os.chdir(self.root)  # it reads nets/parameters/GACN.pkl relative to the working directory
+        try:
+            from nets.gacn_net import GACN_Fuse
+            self.net = GACN_Fuse()
+        finally:
+            os.chdir(cwd)
+
+    def fuse(self, a, b):
+        return self.net.fuse(a, b)
+
+
+# -- API latency --------------------------------------------------------------------------------------
+def device_case(fuser, backend, size, args) -> dict:
+    """A GPU backend: latency, the device phases and the streamed rate (one backend at a time)."""
     a, b = test_pair(*size)
-    row = {"backend": backend, "precision": args.precision if backend != "onnxruntime" else "fp32",
-           "size": f"{size[0]}x{size[1]}", "megapixels": size[0] * size[1] / 1e6}
+    row = {"backend": backend, "precision": args.precision, "size": f"{size[0]}x{size[1]}",
+           "megapixels": size[0] * size[1] / 1e6}
     lat = timed(lambda: fuser.fuse(a, b), args.warmup, args.runs)
     row.update({f"latency_{k}" if k != "throughput" else k: v for k, v in summarise(lat).items()})
-    if fuser.pipeline.ex.on_device:
-        phases = [fuser.fuse(a, b).timings for _ in range(max(3, args.runs // 2))]
-        for k in ("h2d", "compute", "d2h"):
-            row[f"{k}_ms"] = statistics.median(p[k] for p in phases)
-        row["compute_only_pairs_per_s"] = 1000.0 / row["compute_ms"]
+    phases = [fuser.fuse(a, b).timings for _ in range(max(3, args.runs // 2))]
+    for k in ("h2d", "compute", "d2h"):
+        row[f"{k}_ms"] = statistics.median(p[k] for p in phases)
+    row["compute_only_pairs_per_s"] = 1000.0 / row["compute_ms"]
     n = args.stream_frames
-    for _ in fuser.stream(((a, b) for _ in range(3)), slots=3):  # warm-up: the pinned slots are made once
-        pass
-    t = time.perf_counter()
-    done = sum(r.ok for r in fuser.stream(((a, b) for _ in range(n)), slots=3))
-    row["streamed_pairs_per_s"] = done / (time.perf_counter() - t)
-    if "compute_only_pairs_per_s" in row:
+    if n:
+        for _ in fuser.stream(((a, b) for _ in range(3)), slots=3):  # warm-up: the pinned slots are made once
+            pass
+        t = time.perf_counter()
+        done = sum(r.ok for r in fuser.stream(((a, b) for _ in range(n)), slots=3))
+        row["streamed_pairs_per_s"] = done / (time.perf_counter() - t)
         row["stream_efficiency"] = row["streamed_pairs_per_s"] / row["compute_only_pairs_per_s"]
     return row
 
 
-def markdown(rows: list[dict]) -> str:
-    cols = [("backend", "backend", "{}"), ("precision", "prec", "{}"), ("size", "size", "{}"),
-            ("latency_median", "median ms", "{:.2f}"), ("latency_p90", "p90", "{:.2f}"), ("latency_p99", "p99", "{:.2f}"),
-            ("latency_min", "min", "{:.2f}"), ("latency_mean", "mean", "{:.2f}"), ("throughput", "pairs/s", "{:.1f}"),
-            ("h2d_ms", "H2D ms", "{:.2f}"), ("compute_ms", "compute ms", "{:.2f}"), ("d2h_ms", "D2H ms", "{:.2f}"),
-            ("streamed_pairs_per_s", "streamed/s", "{:.1f}"), ("stream_efficiency", "stream/compute", "{:.0%}"),
-            ("baseline_median", "baseline ms", "{:.1f}"), ("speedup", "speed-up", "{:.2f}x")]
+def host_cases(fusers: dict, size, args, baseline=None, authors=None) -> list[dict]:
+    """Host backends, the eager baseline and the authors' code in interleaved rounds at one size."""
+    a, b = test_pair(*size)
+    mp = size[0] * size[1] / 1e6
+    fns = {bk: (lambda f=f: f.fuse(a, b)) for bk, f in fusers.items()}
+    if baseline is not None and mp <= args.baseline_max_mp:
+        fns["eager PyTorch (baseline)"] = lambda: baseline.fuse(a, b)
+    if authors is not None and mp <= args.baseline_max_mp:
+        fns["authors' code"] = lambda: authors.fuse(a, b)
+    runs = args.runs if mp < 4 else max(3, args.runs // 3)
+    times = rounds(fns, 1 if mp >= 4 else args.warmup, runs)
+    base = times.get("eager PyTorch (baseline)")
+    rows = []
+    for name, ms in times.items():
+        row = {"backend": name, "precision": "fp32", "size": f"{size[0]}x{size[1]}", "megapixels": mp}
+        row.update({f"latency_{k}" if k != "throughput" else k: v for k, v in summarise(ms).items()})
+        row["s_per_mp"] = row["latency_median"] / 1000 / mp
+        if base is not None:
+            row["baseline_median"] = statistics.median(base)
+            row["speedup"] = row["baseline_median"] / row["latency_median"]
+        rows.append(row)
+    return rows
+
+
+# -- CPU extras: start-up, CLI, tools ------------------------------------------------------------------
+def cli(args_list, cache: Path, backend: str | None = None, watch: Path | None = None):
+    """Wall seconds of one ``python -m engine.cli`` run (start-up included); with ``watch``, also
+    the seconds until that output file appeared (it is renamed into place when complete), i.e.
+    before the interpreter's teardown."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "GACN_MODEL_CACHE": str(cache)}
+    cmd = [sys.executable, "-m", "engine.cli", *args_list, "-q"] + (["--backend", backend] if backend else [])
+    if watch is not None and watch.exists():
+        watch.unlink()
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = None
+    while watch is not None and first is None and proc.poll() is None:
+        if watch.exists():
+            first = time.perf_counter() - t
+        else:
+            time.sleep(0.002)
+    _, err = proc.communicate()
+    wall = time.perf_counter() - t
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {err[-1500:]}")
+    if watch is None:
+        return wall
+    return wall, (first if first is not None else wall)
+
+
+def golden_pairs(n: int) -> list[tuple[Path, Path]]:
+    pairs = [(p, p.with_name(p.name.replace("_1.", "_2."))) for p in sorted((DATA / "pairs").glob("color_lytro_*_1.png"))]
+    return pairs[:n]
+
+
+def startup_rows(backends, weights, warm_ms: dict, repeats: int) -> list[dict]:
+    """Cold and second start of one 520x520 pair per backend (CLI, one process each): the time
+    until the fused file is written, less the warm API latency of the pair (compute excluded);
+    the whole process's wall time (with the interpreter's teardown) is reported too."""
+    pair = golden_pairs(1)[0]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="gacn-lat-") as tmp:
+        out = Path(tmp) / "fused.png"
+        args = [str(pair[0]), str(pair[1]), "-o", str(out), "--weights", str(weights)]
+        for bk in backends:
+            cache = Path(tmp) / f"cache-{bk}"
+            cold_wall, cold = cli(args, cache, bk, watch=out)
+            runs = [cli(args, cache, bk, watch=out) for _ in range(repeats)]
+            second_wall, second = (statistics.median(r[i] for r in runs) for i in (0, 1))
+            compute = warm_ms.get(bk, 0.0) / 1000
+            rows.append({"backend": bk, "cold_s": cold, "second_s": second, "second_wall_s": second_wall,
+                         "warm_compute_s": compute, "cold_startup_s": cold - compute,
+                         "second_startup_s": second - compute,
+                         "cache_bytes": sum(p.stat().st_size for p in cache.glob("*.bin"))})
+    return rows
+
+
+def cli_rows(backends, weights, n: int, eager_ms: float | None) -> list[dict]:
+    """``--pairs-dir`` over n golden pairs per backend (model cache warm), per pair with start-up."""
+    pairs = golden_pairs(n)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="gacn-cli-") as tmp:
+        src = Path(tmp) / "pairs"
+        src.mkdir()
+        for a, b in pairs:
+            shutil.copy(a, src / a.name)
+            shutil.copy(b, src / b.name)
+        for bk in backends:
+            cache = Path(tmp) / f"cache-{bk}"
+            args = ["--pairs-dir", str(src), "-o", str(Path(tmp) / f"out-{bk}"), "--weights", str(weights)]
+            cli(args, cache, bk)  # fills the model cache (its time is the cold case of startup_rows)
+            wall = statistics.median(cli(args, cache, bk) for _ in range(2))
+            row = {"backend": bk, "pairs": len(pairs), "total_s": wall, "per_pair_s": wall / len(pairs)}
+            if eager_ms:
+                row["speedup_vs_eager_warm"] = eager_ms / 1000 / row["per_pair_s"]
+            rows.append(row)
+    return rows
+
+
+def find_tool(name: str) -> str | None:
+    for d in TOOL_DIRS:
+        for p in sorted(d.glob(f"**/{name}")):
+            if p.is_file() and os.access(p, os.X_OK):
+                return str(p)
+    return shutil.which(name)
+
+
+TOOL_COMMANDS = {
+    # focus-stack's defaults (it also aligns the sources: part of what its users run)
+    "focus-stack": lambda exe, a, b, out: [exe, f"--output={out}", str(a), str(b)],
+    # enfuse's focus-stacking recipe: contrast weights only, hard mask
+    "enfuse": lambda exe, a, b, out: [exe, "--exposure-weight=0", "--saturation-weight=0", "--contrast-weight=1",
+                                      "--hard-mask", f"--output={out}", str(a), str(b)],
+}
+
+
+def tool_rows(n: int) -> list[dict]:
+    pairs = golden_pairs(n)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="gacn-tools-") as tmp:
+        for name, command in TOOL_COMMANDS.items():
+            exe = find_tool(name)
+            if exe is None:
+                log.warning("%s not installed; skipped", name)
+                continue
+            walls = []
+            for a, b in pairs:
+                t = time.perf_counter()
+                out = subprocess.run(command(exe, a, b, Path(tmp) / f"{name}.png"), capture_output=True, text=True)
+                walls.append(time.perf_counter() - t)
+                if out.returncode:
+                    log.warning("%s failed on %s: %s", name, a.name, out.stderr[-500:])
+                    break
+            else:
+                rows.append({"tool": name, "path": exe, "pairs": len(pairs), "per_pair_s": statistics.median(walls)})
+    return rows
+
+
+# -- output --------------------------------------------------------------------------------------------
+def table(rows: list[dict], cols) -> str:
     lines = ["| " + " | ".join(c[1] for c in cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         lines.append("| " + " | ".join(f.format(r[k]) if r.get(k) is not None else "-" for k, _, f in cols) + " |")
     return "\n".join(lines)
+
+
+LATENCY_COLS = [("backend", "backend", "{}"), ("precision", "prec", "{}"), ("size", "size", "{}"),
+                ("latency_median", "median ms", "{:.1f}"), ("latency_p90", "p90", "{:.1f}"),
+                ("latency_min", "min", "{:.1f}"), ("s_per_mp", "s/MP", "{:.2f}"), ("throughput", "pairs/s", "{:.2f}"),
+                ("h2d_ms", "H2D ms", "{:.2f}"), ("compute_ms", "compute ms", "{:.2f}"), ("d2h_ms", "D2H ms", "{:.2f}"),
+                ("streamed_pairs_per_s", "streamed/s", "{:.1f}"), ("stream_efficiency", "stream/compute", "{:.0%}"),
+                ("baseline_median", "baseline ms", "{:.1f}"), ("speedup", "speed-up", "{:.2f}x")]
+STARTUP_COLS = [("backend", "backend", "{}"), ("cold_s", "cold start to fused file (s)", "{:.2f}"),
+                ("second_s", "second start to fused file (s)", "{:.2f}"), ("second_wall_s", "second, process wall (s)", "{:.2f}"),
+                ("warm_compute_s", "warm compute (s)", "{:.2f}"),
+                ("cold_startup_s", "cold start-up (s)", "{:.2f}"), ("second_startup_s", "second start-up (s)", "{:.2f}"),
+                ("cache_bytes", "cache bytes", "{:,}")]
+CLI_COLS = [("backend", "backend", "{}"), ("pairs", "pairs", "{}"), ("total_s", "total s", "{:.2f}"),
+            ("per_pair_s", "s per pair (with start-up)", "{:.3f}"), ("speedup_vs_eager_warm", "x eager warm", "{:.2f}x")]
+TOOL_COLS = [("tool", "tool", "{}"), ("pairs", "pairs", "{}"), ("per_pair_s", "s per pair (with start-up)", "{:.3f}")]
+
+
+def markdown(report: dict) -> str:
+    parts = ["### API latency (warm, one RGB pair)", table(report["latency"], LATENCY_COLS)]
+    if report.get("startup"):
+        parts += ["### Start-up (CLI, one 520x520 pair)", table(report["startup"], STARTUP_COLS)]
+    if report.get("cli"):
+        parts += ["### CLI over a directory of 520x520 pairs (model cache warm)", table(report["cli"], CLI_COLS)]
+    if report.get("tools"):
+        parts += ["### Other tools on the same pairs", table(report["tools"], TOOL_COLS)]
+    return "\n\n".join(parts)
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -129,8 +344,6 @@ def plot(rows: list[dict], path: Path) -> None:
     series = {}
     for r in rows:
         series.setdefault(f"{r['backend']} {r['precision']}", []).append((r["megapixels"], r["latency_median"]))
-        if r.get("baseline_median"):
-            series.setdefault("eager PyTorch fp32 (baseline)", []).append((r["megapixels"], r["baseline_median"]))
     for name, pts in series.items():
         pts = sorted(set(pts))
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
@@ -155,50 +368,82 @@ def main(argv=None) -> int:
     import textwrap
     p = argparse.ArgumentParser(description=textwrap.fill(" ".join(summary.split()), 88), epilog=details,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--backends", default="auto", help="comma list of onnxruntime, torch-cuda, tensorrt (auto: the best available)")
+    p.add_argument("--backends", default="auto",
+                   help="comma list of openvino, onnxruntime, torch-cuda, tensorrt (auto: the best GPU backend, "
+                        "else every installed CPU backend)")
     p.add_argument("--sizes", type=parse_sizes, help="HxW list (default 520x520 on CPU; 520x520,1080x1920,2160x3840 on GPU)")
     p.add_argument("--precision", choices=("fp32", "fp16"), default="fp16", help="GPU backends (default fp16)")
     p.add_argument("--engine", help="TensorRT plan for --backends tensorrt")
     p.add_argument("--weights", default=str(DATA / "GACN.pkl") if (DATA / "GACN.pkl").is_file() else None)
-    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--runs", type=int, default=10)
-    p.add_argument("--stream-frames", type=int, default=20)
+    p.add_argument("--stream-frames", type=int, default=20, help="GPU: pairs in the streamed-rate measurement")
     p.add_argument("--no-baseline", action="store_true", help="skip the eager PyTorch baseline")
+    p.add_argument("--baseline-max-mp", type=float, default=BASELINE_MAX_MP)
+    p.add_argument("--authors", type=Path, help="a checkout of Keep-Passion/GACN to time the authors' code")
+    p.add_argument("--no-startup", action="store_true", help="CPU: skip the start-up measurement")
+    p.add_argument("--no-cli", action="store_true", help="CPU: skip the CLI --pairs-dir measurement")
+    p.add_argument("--no-tools", action="store_true", help="CPU: skip focus-stack and enfuse")
+    p.add_argument("--cli-pairs", type=int, default=10)
     p.add_argument("--json", type=Path)
     p.add_argument("--markdown", type=Path)
     p.add_argument("--plot", type=Path)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    backends = available_backends()[:1] if args.backends == "auto" else args.backends.split(",")
-    on_gpu = any(bk != "onnxruntime" for bk in backends)
-    sizes = args.sizes or ([(520, 520), (1080, 1920), (2160, 3840)] if on_gpu else [(520, 520)])
-    cases = [(bk, s) for bk in backends for s in sizes]
-    rows, baseline_ms = [], {}
-    with tqdm(total=len(cases), desc="latency", unit="case", file=sys.stderr) as bar:
-        for bk in backends:
+    found = available_backends()
+    if args.backends == "auto":
+        gpu = [b for b in found if b not in HOST]
+        backends = gpu[:1] or [b for b in found if b in HOST]
+    else:
+        backends = args.backends.split(",")
+    host = [b for b in backends if b in HOST]
+    device = [b for b in backends if b not in HOST]
+    sizes = args.sizes or ([(520, 520), (1080, 1920), (2160, 3840)] if device else [(520, 520)])
+    report = {"latency": [], "startup": [], "cli": [], "tools": [],
+              "machine": {"cpus": len(os.sched_getaffinity(0)), "load_before": os.getloadavg()}}
+    with tqdm(total=len(sizes) * (len(device) + (1 if host else 0)), desc="latency", unit="case", file=sys.stderr) as bar:
+        for bk in device:
             with Fuser(bk, weights=args.weights, engine=args.engine, precision=args.precision) as fuser:
                 for size in sizes:
-                    rows.append(run_case(fuser, bk, size, args))
+                    report["latency"].append(device_case(fuser, bk, size, args))
                     bar.update()
-        if not args.no_baseline:
-            device = "cuda" if on_gpu else "cpu"
-            base = Baseline(args.weights, device)
+        if device and not args.no_baseline:
+            base = Baseline(args.weights, "cuda")
             for size in sizes:
                 a, b = test_pair(*size)
-                baseline_ms[size] = statistics.median(timed(lambda: base.fuse(a, b), 2, max(5, args.runs // 2)))
-    for r in rows:
-        size = tuple(int(v) for v in r["size"].split("x"))
-        if size in baseline_ms:
-            r["baseline_median"] = baseline_ms[size]
-            r["speedup"] = baseline_ms[size] / r["latency_median"]
-    table = markdown(rows)
-    print(table)
+                ms = statistics.median(timed(lambda: base.fuse(a, b), 2, max(5, args.runs // 2)))
+                for r in report["latency"]:
+                    if r["size"] == f"{size[0]}x{size[1]}":
+                        r["baseline_median"], r["speedup"] = ms, ms / r["latency_median"]
+        if host:
+            fusers = {bk: Fuser(bk, weights=args.weights) for bk in host}
+            baseline = None if args.no_baseline else Baseline(args.weights, "cpu")
+            authors = Authors(args.authors) if args.authors else None
+            try:
+                for size in sizes:
+                    report["latency"].extend(host_cases(fusers, size, args, baseline, authors))
+                    bar.update()
+            finally:
+                for f in fusers.values():
+                    f.close()
+    if host:
+        at520 = {r["backend"]: r["latency_median"] for r in report["latency"] if r["size"] == "520x520"}
+        eager = at520.get("eager PyTorch (baseline)")
+        if not args.no_startup and args.weights:
+            report["startup"] = startup_rows(host, args.weights, at520, repeats=3)
+        if not args.no_cli and args.weights and golden_pairs(1):
+            report["cli"] = cli_rows(host, args.weights, args.cli_pairs, eager)
+        if not args.no_tools and golden_pairs(1):
+            report["tools"] = tool_rows(args.cli_pairs)
+    report["machine"]["load_after"] = os.getloadavg()
+    text = markdown(report)
+    print(text)
     if args.markdown:
-        args.markdown.write_text(table + "\n")
+        args.markdown.write_text(text + "\n")
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
+        args.json.write_text(json.dumps(report, indent=2))
     if args.plot:
-        plot(rows, args.plot)
+        plot(report["latency"], args.plot)
     return 0
 
 

@@ -1,7 +1,9 @@
 """Peak memory against pixels: whole frames and tiles, pairs and stacks, and the cost model.
 
-    python benchmarks/memory.py --calibrate [--backend onnxruntime]   # fit a runner's cost model
     python benchmarks/memory.py [--sizes 0.25,1,4,12,24] [--markdown out.md --plot out.png]
+    python benchmarks/memory.py --gpu 2160x3840,5464x8192 --backend torch-cuda --max-memory 2G
+
+(The runners' cost models are fitted by benchmarks/memory_model.py --calibrate.)
 
 Every measurement runs in a fresh process (peak RSS from getrusage, peak GPU memory from
 torch.cuda.max_memory_allocated on a GPU backend), so one cannot inherit another's high-water
@@ -22,73 +24,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("GACN_TEST_DATA", REPO.parent / "shared" / "gacn"))
-
-VARIANT_PROBE = r"""
-import json, resource, sys, numpy as np
-sys.path.insert(0, {repo!r})
-from engine.backends.base import create_runner
-from engine.checkpoint import load_gacn
-backend, variant, k, h, w = {backend!r}, {variant!r}, {k}, {h}, {w}
-runner = create_runner(backend, params=load_gacn({weights!r}))
-rng = np.random.default_rng(0)
-luma = rng.random((k, 1, h, w), dtype=np.float32)
-cse = np.full((k, 64, 1, 1), 0.5, np.float32)
-if variant == "whole":
-    run = lambda: runner.infer(luma)
-elif variant == "tile":
-    run = lambda: runner.infer(luma, cse)
-else:
-    b = int(variant[4:])
-    run = lambda: runner.block_sums(b, luma, cse[:, :16 * b], np.ones(w, np.float32))
-runner.activate()
-run()                                  # first run: sessions and their plans made
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-import gc; gc.collect()
-run(); run()
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({{"peak": peak}}))
-"""
-
-BASELINE_PROBE = r"""
-import json, resource, sys, numpy as np
-sys.path.insert(0, {repo!r})
-from engine.backends.base import create_runner
-from engine.checkpoint import load_gacn
-runner = create_runner({backend!r}, params=load_gacn({weights!r}))
-print(json.dumps({{"peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}}))
-"""
-
-
-def _probe(code: str) -> dict:
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError(r.stderr[-2000:])
-    return json.loads(r.stdout.strip().splitlines()[-1])
-
-
-def calibrate(backend: str, weights: Path) -> dict:
-    """Peak RSS above an idle process with the runner imported, per variant, K and size; and the
-    fit FIXED + px * (a + K * b) (least squares over the four points of each variant)."""
-    import numpy as np
-    base = _probe(BASELINE_PROBE.format(repo=str(REPO), backend=backend, weights=str(weights)))["peak"]
-    rows, fits = [], {}
-    for variant in ("whole", "tile", "sums0", "sums1", "sums2", "sums3"):
-        pts = []
-        for k in (2, 3):
-            for side in (384, 768):
-                peak = _probe(VARIANT_PROBE.format(repo=str(REPO), backend=backend, variant=variant, k=k, h=side, w=side,
-                                                   weights=str(weights)))["peak"]
-                pts.append((k, side * side, peak - base))
-                rows.append({"variant": variant, "frames": k, "side": side, "bytes": peak - base,
-                             "bytes_per_px": (peak - base) / side / side})
-                print(rows[-1], flush=True)
-        a = np.array([[1, px, k * px] for k, px, _ in pts], float)
-        y = np.array([v for *_, v in pts], float)
-        fixed, per_px, per_frame_px = np.linalg.lstsq(a, y, rcond=None)[0]
-        fits[variant] = {"fixed": fixed, "per_px": per_px, "per_frame_px": per_frame_px}
-        print(variant, {k: round(v) for k, v in fits[variant].items()}, flush=True)
-    return {"backend": backend, "baseline_rss": base, "rows": rows, "fits": fits}
-
 
 CLI_PROBE = r"""
 import resource, subprocess, sys, json, time
@@ -216,8 +151,7 @@ def plot(rows, path: Path) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="Peak memory of gacn-fuse against pixels, and the runners' cost models.")
     p.add_argument("--weights", type=Path, default=DATA / "GACN.pkl")
-    p.add_argument("--backend", default="onnxruntime")
-    p.add_argument("--calibrate", action="store_true", help="measure and fit the runner's per-variant cost model")
+    p.add_argument("--backend", default="auto")
     p.add_argument("--gpu", metavar="HxW,...", help="device memory of pairs of these sizes on a GPU backend "
                    "(--backend torch-cuda or tensorrt), e.g. 2160x3840,5464x8192")
     p.add_argument("--engine", help="tensorrt: the plan")
@@ -231,9 +165,7 @@ def main(argv=None) -> int:
     p.add_argument("extra", nargs="*", help="more gacn-fuse options (after --)")
     args = p.parse_args(argv)
     t = time.perf_counter()
-    if args.calibrate:
-        result = calibrate(args.backend, args.weights)
-    elif args.gpu:
+    if args.gpu:
         sizes = [tuple(int(v) for v in s.split("x")) for s in args.gpu.split(",")]
         result = gpu_table(sizes, args.weights, args.backend, args.engine, args.precision, args.max_memory, args.tile)
     else:

@@ -41,13 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "leaves registered frames as they are; none for pairs); affine/homography make a frame that "
                    "cannot be registered an error")
     p.add_argument("--crop", action="store_true", help="--stack: crop to the area every aligned frame covers")
-    p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "torch-cuda", "tensorrt"),
-                   help="auto: tensorrt with --engine, torch-cuda with a GPU, else onnxruntime")
+    p.add_argument("--backend", default="auto", choices=("auto", "openvino", "onnxruntime", "torch-cuda", "tensorrt"),
+                   help="auto: tensorrt with --engine, torch-cuda with a GPU, else openvino if installed, else onnxruntime")
     p.add_argument("--weights", metavar="PATH", help="GACN checkpoint (default: $GACN_WEIGHTS or a verified download)")
-    p.add_argument("--onnx", metavar="MODEL.onnx", help="onnxruntime: use an exported graph instead of the checkpoint")
+    p.add_argument("--onnx", metavar="MODEL.onnx", help="openvino/onnxruntime: use an exported graph instead of the checkpoint")
     p.add_argument("--engine", metavar="ENGINE.plan", help="tensorrt: a plan from export/build_engine.py")
     p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32", help="torch-cuda compute precision")
-    p.add_argument("--threads", type=int, help="onnxruntime: intra-op threads (default: all cores)")
+    p.add_argument("--threads", type=int, help="openvino/onnxruntime: threads (default: all usable cores)")
     p.add_argument("--slots", type=int, default=3, help="--stream: frames in flight (default 3)")
     p.add_argument("--max-memory", metavar="SIZE", help="working memory of a job, e.g. 2G or 800M (default: 2G on the CPU, "
                    "the free GPU memory less 512M on a GPU); frames that do not fit whole run in exact tiles")
@@ -70,6 +70,9 @@ def _same_file(a, b) -> bool:
 
 def _make_fuser(args):
     from engine.fusion import Fuser
+    if args.backend in ("auto", "openvino"):
+        from engine.backends.openvino import lean_import
+        lean_import()
     return Fuser(args.backend, weights=args.weights, onnx=args.onnx, engine=args.engine,
                  precision=args.precision, threads=args.threads, max_memory=args.max_memory, tile=args.tile)
 

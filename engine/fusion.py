@@ -7,7 +7,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from engine import preprocess, strategies
-from engine.backends.base import create_runner, resolve_backend
+from engine.backends.base import HOST_BACKENDS, create_runner, resolve_backend
 from engine.errors import InputError
 from engine.align import MODELS, StackAligner, common_rect, warp
 from engine.pipeline import Pipeline
@@ -86,7 +86,7 @@ def fuse_stack(frames: Iterable[np.ndarray], *, pipeline: Pipeline | None, strat
 class Fuser:
     """Multi-focus fusion with one backend, loaded once.
 
-    >>> with Fuser() as f:                      # ONNX Runtime on the CPU unless a GPU is there
+    >>> with Fuser() as f:                      # OpenVINO (else ONNX Runtime) on the CPU unless a GPU is there
     ...     out = f.fuse(a, b).fused
 
     ``max_memory`` (bytes or "2G"; default 2 GiB on the CPU, the free GPU memory less a margin on
@@ -105,7 +105,7 @@ class Fuser:
         if self.backend != "tensorrt" and onnx is None:
             from engine.checkpoint import load_gacn
             params = load_gacn(resolve_weights(weights))
-        options = {"threads": threads} if self.backend == "onnxruntime" else {}
+        options = {"threads": threads} if self.backend in HOST_BACKENDS else {}
         runner = create_runner(self.backend, params=params, onnx_path=onnx, engine_path=engine,
                                precision=precision, **options)
         if runner.on_device:

@@ -20,6 +20,11 @@ Variants (``VARIANTS``), all float32 with dynamic K, H, W:
 Colour conversion (section 1), the blend and rounding (section 7) and stack selection
 (section 8) stay outside: they are cheap elementwise work that the runtime does on the
 uint8 planes it already holds.
+
+Targets (``TARGETS``): the same function and I/O written for one runtime's kernels
+(``TARGET_REWRITES``, measured in benchmarks/RESULTS.md); ``portable`` (exported files,
+TensorRT) is the graph as first written. ``build_model(frames=K)`` fixes K, which lets each
+frame's features run alone (OpenVINO's graphs).
 """
 from __future__ import annotations
 
@@ -35,6 +40,17 @@ from engine.spec import (ACTIVITY_RADIUS, GAUSS_RADIUS, GF_EPS, GF_RADIUS, SHARP
 OPSET = 17  # ReduceMean takes axes as an attribute up to opset 17
 GRAPH_VERSION = "2"
 VARIANTS = ("whole", "tile", "sums")
+# The same computation written for each runtime's kernels (GacnGraph documents each rewrite;
+# each was kept because it measured faster on that runtime, benchmarks/RESULTS.md); same I/O.
+REWRITES = ("diff_first", "gate_rows")
+TARGET_REWRITES = {
+    "portable": frozenset(),                      # exported files, TensorRT: the graph as first written
+    # ONNX Runtime runs the portable graph, so that an exported file and the built graph give
+    # bit-identical maps (diff_first measured 5 % faster there)
+    "onnxruntime": frozenset(),
+    "openvino": frozenset({"diff_first", "gate_rows"}),
+}
+TARGETS = tuple(TARGET_REWRITES)
 CSE_BLOCKS = 4          # feature blocks with a channel SE (spec section 3)
 CSE_CHANNELS = 16
 SPEC_SECTIONS = "2,3,4,5,6"
@@ -71,15 +87,27 @@ class GacnGraph:
     extraction and the activity step stay float32: the activity multiplies feature differences
     by 1000 before its sigmoid, and float16 features move 0.7-1.6 % of the decision map on flat
     images against the golden outputs, while a float16 decision path moves < 0.01 %.
+
+    ``rewrites`` (``REWRITES``) write the same function for a runtime's kernels:
+    - ``diff_first``: the activity's A - B difference before the horizontal box pass (half
+      the box work; the box sum is linear).
+    - ``gate_rows``: the 7x7 C->1 gate as 1x7 C->7 then 7x1 7->1 (else 7x1 then 1x7).
+    With the frame count fixed (``build_model(frames=K)``, OpenVINO's graphs), each frame's
+    features run alone (frame_parts): no batch slicing, per-part convolutions instead of copied
+    concatenations, and the CSE scales folded into weights.
     """
 
     def __init__(self, params: dict[str, np.ndarray], plugins: bool = False, fp16: bool = False,
-                 float64_means: bool = True, feature_algo: int = 1):
+                 rewrites: frozenset = frozenset(), float64_means: bool = True, feature_algo: int = 1):
         if fp16 and not plugins:
             raise ValueError("float16 is for the TensorRT plugin graph; the portable graph is float32")
+        unknown = set(rewrites) - set(REWRITES)
+        if unknown:
+            raise ValueError(f"unknown graph rewrites {sorted(unknown)}; expected some of {REWRITES}")
         if feature_algo not in (0, 1):
             raise ValueError(f"feature_algo must be 0 (FP32 FMA) or 1 (3xTF32 tensor cores), not {feature_algo!r}")
         self.p, self.plugins, self.b = params, plugins, _Builder()
+        self.rw = frozenset(rewrites)
         self.float64_means = float64_means
         self.wtype = np.float16 if fp16 else np.float32  # the decision path's type
         self.feature_algo = feature_algo  # GacnFeatureConv's kernel (plugin graph)
@@ -139,11 +167,16 @@ class GacnGraph:
         A convolution with one output channel wastes 15/16 of ONNX Runtime's blocked (NCHWc)
         kernels, so the 7x7 C->1 filter runs as a 7x1 C->7 pass (one output per kernel
         column) followed by a 1x7 7->1 pass that adds the columns: 3.5x faster, same sum.
+        (OpenVINO: the plain 7x7 C->1 convolution measured 1.5x slower for the whole network.)
         """
         w = self.p[f"se_{i}.fc.0.weight"][0].astype(np.float32)          # [C, 7, 7]
         c = w.shape[0]
         if c == 1:
             logits = self.conv(x, w[None], pad=(3, 3, 3, 3))
+        elif "gate_rows" in self.rw:
+            rows = np.ascontiguousarray(w.transpose(1, 0, 2)[:, :, None, :])  # [7 (row), C, 1, 7 (col)]
+            pick = np.eye(7, dtype=np.float32)[None, :, :, None]              # [1, 7, 7, 1]
+            logits = self.conv(self.conv(x, rows, pad=(0, 3, 0, 3), hint="sse_rows"), pick, pad=(3, 0, 3, 0))
         else:
             cols = np.ascontiguousarray(w.transpose(2, 0, 1)[..., None])      # [7 (col), C, 7 (row), 1]
             pick = np.eye(7, dtype=np.float32)[None, :, None, :]              # [1, 7, 1, 7]
@@ -164,18 +197,19 @@ class GacnGraph:
 
     # -- the network ---------------------------------------------------------------------------
     def features(self, y, cse=None, until=None):
-        """Spec section 3, always float32 (see the class docstring).
+        """Spec section 3, always float32 (see the class docstring): the four 16-channel parts
+        f0..f3 of F.
 
         ``cse``: the name of an input holding every frame's CSE scales [K,16*i,1,1] in place of
         the in-graph means (tiled execution). ``until`` = k stops at block k's output u_k, before
-        its CSE (the ``sums`` variant)."""
+        its CSE (the ``sums`` variant), and returns it. The plugin graph returns one part, the
+        four blocks' unscaled outputs (features_plugin)."""
         if self.plugins:
-            return self.features_plugin(y, cse)
+            return [self.features_plugin(y, cse)]
         blocks, f32, b = list(CONV_BLOCKS)[:CSE_BLOCKS], np.float32, self.b
         parts: list[str] = []
-        x = y
         for i, blk in enumerate(blocks):
-            u = self.conv_block(x, blk, f32)
+            u = self.conv_block(parts[0] if i == 1 else self.concat(parts) if i else y, blk, f32)
             if i == until:
                 return u
             if cse is None:
@@ -184,8 +218,7 @@ class GacnGraph:
                 scale = self.slice(cse, CSE_CHANNELS * i, CSE_CHANNELS * (i + 1), 1)
                 f = b.op("Mul", [u, scale], f"cse{i}")
             parts.append(f)
-            x = f if i == 0 else b.op("Concat", list(parts), axis=1)
-        return b.op("Identity", [x], "features")
+        return parts
 
     def features_plugin(self, y, cse=None):
         """Spec section 3 as four GacnFeatureConv nodes (kernel ABI 3): each block reads the UNSCALED
@@ -217,27 +250,120 @@ class GacnGraph:
         self.scales = sc
         return x
 
-    def activity(self, feats):
-        fa, fb = self.slice(feats, 0, 1, 0), self.slice(feats, 1, 2 ** 62, 0)
+    # -- the network with the frame count fixed (``per_frame``) ---------------------------------------
+    def frame_parts(self, y, k: int, cse=None, until=None):
+        """Spec section 3 for frame ``k`` alone (y: its luma [1,1,H,W]): the unscaled parts u_i and
+        their CSE scales s_i [1,16,1,1]. The scales never multiply the features: they scale the
+        weights of the convolutions that read them and the activity's squared differences
+        (conv(s * u, W) = conv(u, W * s); G(s * u) = s^2 G(u)), which saves a pass over every
+        feature plane. ``until`` returns block ``until``'s u alone."""
+        f32, b = np.float32, self.b
+        us, ss = [], []
+        for i, blk in enumerate(list(CONV_BLOCKS)[:CSE_BLOCKS]):
+            if i == 0:
+                u = self.conv_block(y, blk, f32)
+            else:
+                w, bias, rest, shift = fold_conv_block(self.p, blk)
+                acc = None
+                for j, (uj, sj) in enumerate(zip(us, ss)):
+                    wj = self.shared(f"{blk}.w{j}", w[:, CSE_CHANNELS * j:CSE_CHANNELS * (j + 1)])
+                    ins = [uj, b.op("Mul", [wj, sj], "wscaled")] + ([self.shared(f"{blk}.b", bias)] if j == 0 else [])
+                    c = b.op("Conv", ins, blk, kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+                    acc = c if acc is None else b.op("Add", [acc, c])
+                u = b.op("Relu", [acc])
+                if not np.all(rest == 1.0):
+                    u = b.op("Mul", [u, self.shared(f"{blk}.rest", rest.reshape(-1, 1, 1))])
+                u = b.op("Add", [u, self.shared(f"{blk}.shift", shift.reshape(-1, 1, 1))], f"{blk}_out")
+            if i == until:
+                return u
+            if cse is None:
+                sc = self.cse_scale(u, i)
+            else:
+                sc = self.slice(self.slice(cse, k, k + 1, 0), CSE_CHANNELS * i, CSE_CHANNELS * (i + 1), 1)
+            us.append(u)
+            ss.append(sc)
+        return us, ss
+
+    def shared(self, key: str, value) -> str:
+        """One initializer per key, shared by every frame's nodes."""
+        names = self.__dict__.setdefault("_shared", {})
+        if key not in names:
+            names[key] = self.b.const(value, "w")
+        return names[key]
+
+    def cse_scale(self, u, i):
+        """s_i [1,16,1,1] of block i's output u (the channel SE without its multiply)."""
+        b, f32 = self.b, np.float32
+        m = b.op("ReduceMean", [b.op("ReduceMean", [u], axes=[3])], axes=[2])
+        fc1 = self.shared(f"se_{i}.fc1", self.p[f"se_{i}.fc.0.weight"][:, :, None, None])
+        fc2 = self.shared(f"se_{i}.fc2", self.p[f"se_{i}.fc.2.weight"][:, :, None, None])
+        h = b.op("Relu", [b.op("Conv", [m, fc1], "fc1", kernel_shape=[1, 1])])
+        return self.sigmoid_exact(b.op("Conv", [h, fc2], "fc2", kernel_shape=[1, 1]))
+
+    def frame_grads(self, us):
+        """G = (u(j-1) - u)^2 + (u(i-1) - u)^2 of each unscaled part (spec section 4)."""
+        taps = np.tile(np.array([1, -1], np.float32), (CSE_CHANNELS, 1, 1, 1))  # [16, 1, 1, 2]
+        wx, wy, two = self.shared("dx", taps), self.shared("dy", taps.transpose(0, 1, 3, 2)), self.shared("two", 2.0)
+        out = []
+        for u in us:
+            dx = self.b.op("Conv", [u, wx], "dx", kernel_shape=[1, 2], pads=[0, 1, 0, 0], group=CSE_CHANNELS)
+            dy = self.b.op("Conv", [u, wy], "dy", kernel_shape=[2, 1], pads=[1, 0, 0, 0], group=CSE_CHANNELS)
+            # Pow(x, 2) rather than x * x: OpenVINO fuses it into the depthwise convolution
+            out.append(self.b.op("Add", [self.b.op("Pow", [dx, two]), self.b.op("Pow", [dy, two])], "g"))
+        return out
+
+    def pair_activity(self, ga, sa, gb, sb):
+        """Bm [1,64,H,W] of one pair from the parts' G and scales: the box sum of
+        s_A^2 G_A - s_B^2 G_B, horizontal then vertical with the 1000x sharpness, then a sigmoid."""
+        b, k = self.b, 2 * ACTIVITY_RADIUS + 1
+        out = []
+        for i, (g0, s0, g1, s1) in enumerate(zip(ga, sa, gb, sb)):
+            diff = b.op("Sub", [b.op("Mul", [g0, b.op("Mul", [s0, s0])]), b.op("Mul", [g1, b.op("Mul", [s1, s1])])])
+            rows = b.op("Conv", [diff, self.shared("boxh", np.ones((CSE_CHANNELS, 1, 1, k), np.float32))], "boxh",
+                        kernel_shape=[1, k], pads=[0, ACTIVITY_RADIUS, 0, ACTIVITY_RADIUS], group=CSE_CHANNELS)
+            sums = b.op("Conv", [rows, self.shared("boxv", np.full((CSE_CHANNELS, 1, k, 1), SHARPNESS, np.float32))], "boxv",
+                        kernel_shape=[k, 1], pads=[ACTIVITY_RADIUS, 0, ACTIVITY_RADIUS, 0], group=CSE_CHANNELS)
+            out.append(b.op("Sigmoid", [sums], "bm"))
+        return self.concat(out, "bm")
+
+    def concat(self, parts, hint="concat"):
+        return self.b.op("Concat", list(parts), hint, axis=1)
+
+    def activity(self, parts):
+        """Spec section 4: Bm [K-1,64,H,W] from the parts of F."""
         if self.plugins:
             # unscaled features with their scales; in an FP16 graph Bm leaves the plugin as FP16
             # (out_half: the FP32 arithmetic's result rounded once, no Cast layer after it)
+            (feats,) = parts
+            fa, fb = self.slice(feats, 0, 1, 0), self.slice(feats, 1, 2 ** 62, 0)
             sa, sb = self.slice(self.scales, 0, 1, 0), self.slice(self.scales, 1, 2 ** 62, 0)
             half = int(self.wtype == np.float16)
             bm = self.b.op("GacnActivity", [fa, fb, sa, sb], "bm", domain=PLUGIN_DOMAIN, scaled=1, out_half=half,
                            plugin_version="1", plugin_namespace="")
             return self.declare(bm, self.wtype, ["pairs", 64, "height", "width"])
+        return self.activity_of(self.concat(parts, "features"), CSE_CHANNELS * len(parts))
+
+    def activity_of(self, feats, ch):
+        """Bm of ``ch`` feature channels."""
         b = self.b
         # G = (F(j-1) - F)^2 + (F(i-1) - F)^2: each difference is one depthwise 2-tap conv.
-        dx = self.conv(feats, np.tile(np.array([1, -1], np.float32).reshape(1, 1, 1, 2), (64, 1, 1, 1)), pad=(0, 1, 0, 0), group=64, hint="dx")
-        dy = self.conv(feats, np.tile(np.array([1, -1], np.float32).reshape(1, 1, 2, 1), (64, 1, 1, 1)), pad=(1, 0, 0, 0), group=64, hint="dy")
+        dx = self.conv(feats, np.tile(np.array([1, -1], np.float32).reshape(1, 1, 1, 2), (ch, 1, 1, 1)), pad=(0, 1, 0, 0), group=ch, hint="dx")
+        dy = self.conv(feats, np.tile(np.array([1, -1], np.float32).reshape(1, 1, 2, 1), (ch, 1, 1, 1)), pad=(1, 0, 0, 0), group=ch, hint="dy")
         g = b.op("Add", [b.op("Mul", [dx, dx]), b.op("Mul", [dy, dy])])
-        # The box sum is linear: one horizontal pass over all frames, the A - B difference,
-        # then one vertical pass with the 1000x sharpness folded into its taps.
+        # The box sum is linear: a horizontal pass, the A - B difference (before it with
+        # diff_first, else after it over all frames), then a vertical pass with the 1000x
+        # sharpness folded into its taps.
         k = 2 * ACTIVITY_RADIUS + 1
-        rows = self.conv(g, np.ones((64, 1, 1, k), np.float32), pad=(0, ACTIVITY_RADIUS, 0, ACTIVITY_RADIUS), group=64, hint="boxh")
-        diff = b.op("Sub", [self.slice(rows, 0, 1, 0), self.slice(rows, 1, 2 ** 62, 0)])
-        s = self.conv(diff, np.full((64, 1, k, 1), SHARPNESS, np.float32), pad=(ACTIVITY_RADIUS, 0, ACTIVITY_RADIUS, 0), group=64, hint="boxv")
+        ones = np.ones((ch, 1, 1, k), np.float32)
+        hpad = (0, ACTIVITY_RADIUS, 0, ACTIVITY_RADIUS)
+        if "diff_first" in self.rw:
+            diff = self.conv(b.op("Sub", [self.slice(g, 0, 1, 0), self.slice(g, 1, 2 ** 62, 0)]), ones, pad=hpad,
+                             group=ch, hint="boxh")
+        else:
+            rows = self.conv(g, ones, pad=hpad, group=ch, hint="boxh")
+            diff = b.op("Sub", [self.slice(rows, 0, 1, 0), self.slice(rows, 1, 2 ** 62, 0)])
+        s = self.conv(diff, np.full((ch, 1, k, 1), SHARPNESS, np.float32), pad=(ACTIVITY_RADIUS, 0, ACTIVITY_RADIUS, 0),
+                      group=ch, hint="boxv")
         return b.op("Sigmoid", [s], "bm")
 
     def gated(self, x, blk, sse_index):
@@ -304,18 +430,30 @@ class GacnGraph:
 
 
 def build_model(params: dict[str, np.ndarray], *, plugins: bool = False, fp16: bool = False,
-                variant: str = "whole", block: int | None = None, feature_algo: int = 1,
-                metadata: dict[str, str] | None = None) -> onnx.ModelProto:
+                variant: str = "whole", block: int | None = None,
+                metadata: dict[str, str] | None = None, target: str = "portable",
+                rewrites=None, frames: int | None = None, feature_algo: int = 1) -> onnx.ModelProto:
     """One GACN graph variant (see the module docstring for I/O); ``block`` is the sums pass.
-    ``feature_algo`` (plugin graph): GacnFeatureConv's kernel, 1 = 3xTF32 tensor cores
-    (FP32-level accuracy), 0 = FP32 FMA."""
+
+    ``target``: the runtime the graph is written for (``TARGETS``); every target computes the
+    same function with the same inputs and outputs. ``rewrites`` overrides the target's set
+    (``REWRITES``; A/B measurements). ``frames``: K fixed at build time, which lets each frame's
+    features run alone and the CSE scales fold into weights (GacnGraph.frame_parts); None keeps
+    K dynamic. ``feature_algo`` (plugin graph): GacnFeatureConv's kernel, 1 = 3xTF32 tensor cores
+    (FP32-level accuracy), 0 = FP32 FMA. The CSE means are float64 where the runtime computes
+    float64 (ONNX Runtime: the portable and onnxruntime targets without plugins), float32 for
+    TensorRT and OpenVINO (neither computes float64)."""
+    if frames is not None and (plugins or frames < 2):
+        raise ValueError("a fixed frame count (>= 2) is for the portable graph")
+    if target not in TARGET_REWRITES:
+        raise ValueError(f"unknown graph target {target!r}; expected one of {TARGETS}")
+    rewrites = TARGET_REWRITES[target] if rewrites is None else frozenset(rewrites)
     if variant not in VARIANTS:
         raise ValueError(f"unknown graph variant {variant!r}; expected one of {VARIANTS}")
     if (variant == "sums") != (block is not None) or (block is not None and not 0 <= block < CSE_BLOCKS):
         raise ValueError("the sums variant takes block = 0..3, the others none")
-    # TensorRT (the plugin graphs, and the sums passes of a TensorRT tile bundle) has no float64
-    g = GacnGraph(params, plugins=plugins and variant != "sums", fp16=fp16 and variant != "sums",
-                  float64_means=not plugins, feature_algo=feature_algo)
+    g = GacnGraph(params, plugins=plugins and variant != "sums", fp16=fp16 and variant != "sums", rewrites=rewrites,
+                  float64_means=not plugins and target != "openvino", feature_algo=feature_algo)
     b = g.b
     f32 = TensorProto.FLOAT
     inputs = [helper.make_tensor_value_info("luma", f32, ["frames", 1, "height", "width"])]
@@ -324,7 +462,29 @@ def build_model(params: dict[str, np.ndarray], *, plugins: bool = False, fp16: b
     if cse_channels:
         cse = "cse"
         inputs.append(helper.make_tensor_value_info(cse, f32, ["frames", cse_channels, 1, 1]))
-    if variant == "sums":
+    if frames is not None:
+        inputs[0] = helper.make_tensor_value_info("luma", f32, [frames, 1, "height", "width"])
+        if cse:
+            inputs[1] = helper.make_tensor_value_info(cse, f32, [frames, cse_channels, 1, 1])
+        ys = b.op("Split", ["luma", b.const([1] * frames, "split", np.int64)], "y", n_out=frames, axis=0)
+        ys = [ys] if frames == 1 else list(ys)
+    if variant == "sums" and frames is not None:
+        inputs.append(helper.make_tensor_value_info("colmask", f32, [1, 1, 1, "width"]))
+        rows = [b.op("ReduceSum", [b.op("Mul", [g.frame_parts(y, k, cse, until=block), "colmask"]),
+                                   b.const([3], "axes", np.int64)], keepdims=0) for k, y in enumerate(ys)]
+        b.nodes.append(helper.make_node("Concat", rows, ["sums"], name="out_sums", axis=0))
+        outputs = [helper.make_tensor_value_info("sums", f32, [frames, CSE_CHANNELS, "height"])]
+    elif frames is not None:
+        feats = [g.frame_parts(y, k, cse) for k, y in enumerate(ys)]
+        grads = [g.frame_grads(us) for us, _ in feats]
+        bms = [g.pair_activity(grads[0], feats[0][1], grads[k], feats[k][1]) for k in range(1, frames)]
+        d4 = g.decision_logits(bms[0] if frames == 2 else b.op("Concat", bms, "bm", axis=0))
+        yb = ys[1] if frames == 2 else b.op("Concat", ys[1:], "yb", axis=0)
+        d, m = g.boundary_refine(d4, ys[0], yb)
+        b.nodes.append(helper.make_node("Identity", [d], ["decision"], name="out_decision"))
+        b.nodes.append(helper.make_node("Identity", [m], ["mask"], name="out_mask"))
+        outputs = [helper.make_tensor_value_info(n, f32, [frames - 1, 1, "height", "width"]) for n in ("decision", "mask")]
+    elif variant == "sums":
         inputs.append(helper.make_tensor_value_info("colmask", f32, [1, 1, 1, "width"]))
         u = b.op("Mul", [g.features("luma", cse, until=block), "colmask"])
         axes = b.const([3], "axes", np.int64)
@@ -336,8 +496,7 @@ def build_model(params: dict[str, np.ndarray], *, plugins: bool = False, fp16: b
         b.nodes.append(helper.make_node("Identity", [sums], ["sums"], name="out_sums"))
         outputs = [helper.make_tensor_value_info("sums", f32, ["frames", CSE_CHANNELS, "height"])]
     else:
-        feats = g.features("luma", cse)
-        bm = g.activity(feats)
+        bm = g.activity(g.features("luma", cse))
         d4 = g.decision_logits(bm)
         ya, yb = g.slice("luma", 0, 1, 0), g.slice("luma", 1, 2 ** 62, 0)
         d, m = g.boundary_refine(d4, ya, yb)
@@ -355,7 +514,8 @@ def build_model(params: dict[str, np.ndarray], *, plugins: bool = False, fp16: b
           "sums": f"luma[K,1,H,W], cse[K,{cse_channels},1,1], colmask[1,1,1,W] -> sums[K,16,H] of block {block}"}
     meta = {"gacn.graph_version": GRAPH_VERSION, "gacn.spec_sections": SPEC_SECTIONS, "gacn.io": io[variant],
             "gacn.variant": variant if block is None else f"sums{block}",
-            "gacn.plugins": "1" if g.plugins else "0", "gacn.precision": "fp16" if g.wtype == np.float16 else "fp32",
+            "gacn.plugins": "1" if g.plugins else "0", "gacn.target": target,
+            "gacn.rewrites": ",".join(sorted(rewrites)) if not g.plugins else "", "gacn.precision": "fp16" if g.wtype == np.float16 else "fp32",
             **(metadata or {})}
     for k, v in meta.items():
         model.metadata_props.add(key=k, value=str(v))

@@ -82,11 +82,9 @@ class PluginGraphRunner(OnnxRuntimeRunner):
     def __init__(self, params, threads=None):
         super().__init__(params=params, threads=threads)
 
-    def _graph(self, variant: str) -> bytes:
+    def _cached_session(self, ort, variant: str, opts, providers):
+        """The plugin graph of ``variant`` with the custom ops registered (not cached)."""
         from engine.onnx_graph import build_model
         block = sums_block(variant)
-        return build_model(self._params, plugins=True, variant="sums" if block is not None else variant,
-                           block=block).SerializeToString()
-
-    def _open(self, model: bytes, opts):
-        return _open(model, opts)
+        model = build_model(self._params, plugins=True, variant="sums" if block is not None else variant, block=block)
+        return _open(model.SerializeToString(), opts)

@@ -56,13 +56,15 @@ def check_sources(images, names=None) -> list[np.ndarray]:
     return imgs
 
 
-ROWS_PER_CHUNK = 64  # elementwise work runs in bands of rows: float temporaries stay a few MB at any size
+CHUNK_PIXELS = 1 << 20  # elementwise work runs in row bands of about this many pixels
 
 
-def bands(height: int):
-    """Row slices of ROWS_PER_CHUNK rows covering ``height``."""
-    for y in range(0, height, ROWS_PER_CHUNK):
-        yield slice(y, min(y + ROWS_PER_CHUNK, height))
+def bands(height: int, width: int):
+    """Row slices of about CHUNK_PIXELS pixels covering ``height`` rows: the per-pixel arithmetic
+    is unchanged, but float temporaries stay a few MB at any size (a whole 24 MP RGB frame in
+    float64 is 576 MB)."""
+    rows = max(1, CHUNK_PIXELS // max(width, 1))
+    return [slice(y, min(y + rows, height)) for y in range(0, height, rows)]
 
 
 def luma(img: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -70,7 +72,7 @@ def luma(img: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     peak = max_value(img.dtype)
     out = np.empty(img.shape[:2], np.float32) if out is None else out
     w = LUMA_WEIGHTS
-    for rows in bands(img.shape[0]):
+    for rows in bands(*img.shape[:2]):
         if img.ndim == 2:
             np.divide(img[rows], np.float32(peak), out=out[rows], dtype=np.float32)
             continue
@@ -83,7 +85,7 @@ def blend(a: np.ndarray, b: np.ndarray, mask: np.ndarray, out: np.ndarray | None
     """Spec section 7 in float32: round(clip(M*A + (1-M)*B, 0, 1) * max), same dtype as the sources."""
     peak = np.float32(max_value(a.dtype))
     out = np.empty_like(a) if out is None else out
-    for rows in bands(a.shape[0]):
+    for rows in bands(*a.shape[:2]):
         m = mask[rows] if a.ndim == 2 else mask[rows, :, None]
         fa = a[rows].astype(np.float32) / peak
         fb = b[rows].astype(np.float32) / peak

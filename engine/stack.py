@@ -55,13 +55,13 @@ class Sequential:
             return self.fused
         w = preprocess.LUMA_WEIGHTS.astype(np.float32)
         out = np.empty(self.fused.shape[:2], np.float32)
-        for rows in preprocess.bands(out.shape[0]):
+        for rows in preprocess.bands(*out.shape[:2]):
             f = self.fused[rows]
             out[rows] = w[0] * f[:, :, 0] + w[1] * f[:, :, 1] + w[2] * f[:, :, 2]
         return out
 
     def update(self, m: np.ndarray, frame: np.ndarray, i: int) -> None:
-        for rows in preprocess.bands(m.shape[0]):  # bands: bounded float temporaries
+        for rows in preprocess.bands(*m.shape[:2]):  # bands: bounded float temporaries
             mm = m[rows] if frame.ndim == 2 else m[rows, :, None]
             self.fused[rows] = mm * self.fused[rows] + (np.float32(1) - mm) * (frame[rows].astype(np.float32) / self.peak)
         mc = np.clip(m, 0, 1)
@@ -74,6 +74,6 @@ class Sequential:
     @property
     def out(self) -> np.ndarray:
         out = np.empty(self.fused.shape, self.dtype)
-        for rows in preprocess.bands(out.shape[0]):
+        for rows in preprocess.bands(*out.shape[:2]):
             out[rows] = np.rint(np.clip(self.fused[rows], 0, 1) * self.peak)
         return out

@@ -46,7 +46,7 @@ def _to_float(img: np.ndarray) -> np.ndarray:
 def _as_image(f: np.ndarray, dtype) -> np.ndarray:
     peak = np.float32(preprocess.max_value(dtype))
     out = np.empty(f.shape, dtype)
-    for rows in preprocess.bands(f.shape[0]):
+    for rows in preprocess.bands(*f.shape[:2]):
         out[rows] = np.rint(np.clip(f[rows], 0, 1) * peak)
     return out
 
@@ -110,7 +110,7 @@ class FocusWeights:
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         out = np.empty(self.num.shape, np.float32)
-        for rows in preprocess.bands(out.shape[0]):
+        for rows in preprocess.bands(*out.shape[:2]):
             d = np.maximum(self.den[rows], np.float32(1e-30))
             out[rows] = self.num[rows] / (d[..., None] if out.ndim == 3 else d)
         return _as_image(out, self.dtype), self.index
@@ -142,7 +142,7 @@ def _merge(pipeline, a: _Node, b: _Node, dtype) -> _Node:
     m = pipeline.pair_mask(_as_image(a.image, dtype), _as_image(b.image, dtype))
     if not (a.valid.all() and b.valid.all()):
         m = np.where(a.valid & ~b.valid, np.float32(1), np.where(b.valid & ~a.valid, np.float32(0), m))
-    for rows in preprocess.bands(m.shape[0]):
+    for rows in preprocess.bands(*m.shape[:2]):
         mm = m[rows] if a.image.ndim == 2 else m[rows, :, None]
         a.image[rows] = mm * a.image[rows] + (np.float32(1) - mm) * b.image[rows]
     wa, wb = m * a.weight, (np.float32(1) - m) * b.weight

@@ -4,8 +4,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from engine.errors import CheckpointError
@@ -40,6 +38,8 @@ def _error(make) -> CheckpointError:
 
 def download_official(dest: Path, url: str | None = None, timeout: float = 30.0) -> Path:
     """Fetch the public checkpoint, refuse it unless its sha256 matches, then publish atomically."""
+    import urllib.error  # here, not at the top: urllib.request costs every start ~20 ms (http, ssl)
+    import urllib.request
     url = url or os.environ.get("GACN_WEIGHTS_URL", OFFICIAL_URL)
     log.info("downloading the GACN checkpoint from %s", url)
     try:

@@ -16,6 +16,19 @@ def golden_names() -> list[str]:
     return sorted(p.name[: -len("_maps.npz")] for p in (DATA / "golden").glob("*_maps.npz"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def model_cache_dir(tmp_path_factory) -> Path:
+    """Compiled models go to a per-session directory, never the user's ~/.cache."""
+    path = tmp_path_factory.mktemp("model_cache")
+    old = os.environ.get("GACN_MODEL_CACHE")
+    os.environ["GACN_MODEL_CACHE"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("GACN_MODEL_CACHE", None)
+    else:
+        os.environ["GACN_MODEL_CACHE"] = old
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     if not (DATA / "GACN.pkl").is_file():
@@ -38,6 +51,15 @@ def params(weights):
 def ort_fuser(weights):
     from engine import Fuser
     with Fuser("onnxruntime", weights=weights) as f:
+        yield f
+
+
+@pytest.fixture(scope="session")
+def ov_fuser(weights):
+    pytest.importorskip("openvino", reason="openvino is not installed (pip install '.[openvino]'): "
+                        "the OpenVINO backend cannot be checked")
+    from engine import Fuser
+    with Fuser("openvino", weights=weights) as f:
         yield f
 
 

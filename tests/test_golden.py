@@ -1,4 +1,4 @@
-"""Every golden pair through the PyTorch reference and the ONNX Runtime path (float32)."""
+"""Every golden pair through the PyTorch reference and each CPU backend (float32)."""
 import numpy as np
 import pytest
 
@@ -16,6 +16,15 @@ def test_golden_set_present():
 def test_onnxruntime_matches_golden(name, ort_fuser, golden):
     a, b, g_fused, g_d, g_m = golden(name)
     res = ort_fuser.fuse(a, b, maps=True)
+    report = metrics.golden_report(res.fused, res.decision, res.mask, g_fused, g_d, g_m)
+    assert metrics.within(report, metrics.FP32), report
+    assert res.fused.dtype == g_fused.dtype and res.fused.shape == g_fused.shape
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_openvino_matches_golden(name, ov_fuser, golden):
+    a, b, g_fused, g_d, g_m = golden(name)
+    res = ov_fuser.fuse(a, b, maps=True)
     report = metrics.golden_report(res.fused, res.decision, res.mask, g_fused, g_d, g_m)
     assert metrics.within(report, metrics.FP32), report
     assert res.fused.dtype == g_fused.dtype and res.fused.shape == g_fused.shape

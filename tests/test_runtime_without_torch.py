@@ -1,6 +1,9 @@
-"""The runtime (ONNX Runtime path, CLI) never imports torch."""
+"""The runtime (CPU backends, CLI) never imports torch."""
+import importlib.util
 import subprocess
 import sys
+
+import pytest
 
 from conftest import REPO
 
@@ -18,10 +21,13 @@ sys.exit(rc)
 """
 
 
-def test_cli_fuses_without_torch(data_dir, weights, tmp_path):
+@pytest.mark.parametrize("backend", ["auto", "openvino", "onnxruntime"])
+def test_cli_fuses_without_torch(backend, data_dir, weights, tmp_path):
+    if backend != "auto" and importlib.util.find_spec(backend) is None:
+        pytest.skip(f"{backend} is not installed")
     out = tmp_path / "f.png"
     r = subprocess.run([sys.executable, "-c", SCRIPT, str(data_dir / "pairs" / "gray_mwg_clock_1.png"),
                         str(data_dir / "pairs" / "gray_mwg_clock_2.png"), "-o", str(out), "--weights", str(weights),
-                        "--backend", "auto", "-q"], capture_output=True, text=True, cwd=REPO)
+                        "--backend", backend, "-q"], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0, r.stderr
     assert out.is_file()

@@ -46,12 +46,14 @@ def test_sequential_matches_one_after_another():
     np.testing.assert_array_equal(acc.index, np.argmax(np.stack(weights), 0))
 
 
-@pytest.fixture(scope="module")
-def stack9(data_dir, ort_fuser):
+@pytest.fixture(scope="module", params=["onnxruntime", "openvino"])
+def stack9(request, data_dir):
+    """The golden stack through each CPU backend."""
+    fuser = request.getfixturevalue("ort_fuser" if request.param == "onnxruntime" else "ov_fuser")
     paths = sorted((data_dir / "stack9").glob("*.jpg"))
     assert len(paths) == 9
-    return ort_fuser.fuse_stack((read_image(p) for p in paths), names=[str(p) for p in paths], strategy="calibration",
-                                align="none")
+    return fuser.fuse_stack((read_image(p) for p in paths), names=[str(p) for p in paths], strategy="calibration",
+                            align="none")
 
 
 def test_stack9_calibration_matches_golden(stack9, data_dir):

@@ -2,52 +2,42 @@
 
 Each variant (engine/backends/base.py) is its own session, made on first use from the
 checkpoint's parameters (engine/onnx_graph.py), or read from an exported file (whole frames
-only: an exported graph carries no tile variants). The CPU memory arena is off: with it, ONNX
+only: an exported graph carries no tile variants). The graphs keep K dynamic: the per-frame
+graphs OpenVINO runs (K fixed) measured 5 % faster here too, but ONNX Runtime's peak memory on
+them jumps with the frame size (900 MiB at 512 x 512, 420 MiB at 768 x 768 for a pair), which
+a memory budget cannot plan for. The CPU memory arena is off: with it, ONNX
 Runtime keeps the high-water mark of every session and roughly doubles the peak (measured:
 5.9 against 3.0 KB per pixel at 520x520), and tiles make every run the same size anyway.
+
+The graph ONNX Runtime optimised for this machine (``optimized_model_filepath``) goes to the
+model cache (engine/backends/model_cache.py): a second start loads it with the graph
+optimisations already applied, without building or serialising the graph from the checkpoint.
 """
 from __future__ import annotations
 
 import logging
 import os
+import tempfile
 
 import numpy as np
 
-from engine.variants import sums_block
-from engine.errors import BackendError, CheckpointError
+from engine.errors import BackendError
 from engine.tiling import cse_weights
 
 log = logging.getLogger(__name__)
 
-# Working bytes of one run: FIXED + pixels * frames * PER_FRAME_PX[variant]: the peak RSS of a
-# fresh process running the variant over the idle process with the runner imported, measured by
-# benchmarks/memory.py --calibrate (2-core x86-64, onnxruntime 1.32, arena off) at 384^2 and
-# 768^2 with K = 2 and 3, and bounded from above (the measurements are not linear in pixels:
-# 2.4-2.9 KB/px for a pair at 768^2, 4.1 KB/px at 384^2 with ~250 MB of session overhead).
-FIXED = 350 << 20
-PER_FRAME_PX = {"whole": 1250, "tile": 1250, "sums0": 150, "sums1": 150, "sums2": 250, "sums3": 450}
+TARGET = "onnxruntime"
 
-
-def graph_bytes(params=None, onnx_path=None, variant: str = "whole") -> bytes:
-    """A serialized GACN graph variant: built from checkpoint parameters, or read from an exported file."""
-    if onnx_path is not None:
-        import onnx
-        try:
-            model = onnx.load(str(onnx_path))
-        except Exception as e:  # onnx raises DecodeError, OSError, ...
-            raise CheckpointError(f"{onnx_path}: not a readable ONNX model ({e})") from None
-        meta = {p.key: p.value for p in model.metadata_props}
-        if "gacn.graph_version" not in meta:
-            raise CheckpointError(f"{onnx_path}: not a GACN graph exported by export/export_onnx.py (no gacn metadata)")
-        if meta.get("gacn.plugins") == "1":
-            raise CheckpointError(f"{onnx_path}: this graph holds TensorRT plugin nodes; export the portable graph "
-                                  "(without --plugins) for ONNX Runtime")
-        if meta.get("gacn.variant", "whole") != variant:
-            raise CheckpointError(f"{onnx_path}: a '{meta.get('gacn.variant')}' graph, not the '{variant}' one")
-        return model.SerializeToString()
-    from engine.onnx_graph import build_model
-    block = sums_block(variant)
-    return build_model(params, variant="sums" if block is not None else variant, block=block).SerializeToString()
+# Working bytes of one run: max(FLOOR, FIXED + pixels * (PER_PX[variant][0] + frames *
+# PER_PX[variant][1])): peak RSS less that of the process before the runtime was imported,
+# fitted by benchmarks/memory_model.py --calibrate over K = 2, 3 at 512 and 1024 px squares (worst
+# residual 5 %; 2-core x86-64, onnxruntime 1.32, arena off, the portable graph) and scaled by 1.1. FLOOR is the
+# transient of making a session (graph optimisation), which dominates small frames (measured
+# 490 MiB at 320 x 320).
+FLOOR = 540 << 20
+FIXED = 167 << 20
+PER_PX = {"whole": (0, 900), "tile": (100, 800), "sums0": (0, 140), "sums1": (0, 140), "sums2": (0, 280),
+          "sums3": (0, 490)}
 
 
 class OnnxRuntimeRunner:
@@ -57,12 +47,14 @@ class OnnxRuntimeRunner:
     on_device = False
     max_frames = None
 
-    def __init__(self, params=None, onnx_path=None, threads: int | None = None, providers=None):
+    def __init__(self, params=None, onnx_path=None, threads: int | None = None, providers=None, cache=None):
         if params is None and onnx_path is None:
             raise BackendError("onnxruntime runner needs checkpoint parameters or an ONNX file")
         self._params, self._onnx_path = params, onnx_path
         self._threads = threads
         self._providers = providers
+        self._cache = cache
+        self._key: dict | None = None
         self.cse_weights = cse_weights(params) if params is not None else None
         self._sessions: dict[str, object] = {}
 
@@ -78,18 +70,51 @@ class OnnxRuntimeRunner:
             opts.intra_op_num_threads = self._threads or (os.cpu_count() or 1)
             opts.enable_cpu_mem_arena = False
             opts.log_severity_level = 3
-            session = self._sessions[variant] = self._open(self._graph(variant), opts)
+            available = ort.get_available_providers()
+            providers = self._providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+            session = self._cached_session(ort, variant, opts, providers)
+            self._sessions[variant] = session
             log.debug("onnxruntime %s session '%s' on %s", ort.__version__, variant, session.get_providers()[0])
         return session
 
-    def _graph(self, variant: str) -> bytes:
-        return graph_bytes(self._params, self._onnx_path if variant == "whole" else None, variant)
+    def _cached_session(self, ort, variant: str, opts, providers):
+        """A session from the cached optimised graph, else from the built one (then cached).
 
-    def _open(self, model: bytes, opts):
-        import onnxruntime as ort
-        available = ort.get_available_providers()
-        providers = self._providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
-        return ort.InferenceSession(model, opts, providers=providers)
+        Only CPU-only sessions are cached: an optimised graph holds the layouts and fused kernels
+        of the providers it was optimised for."""
+        cacheable = providers == ["CPUExecutionProvider"]
+        path = None
+        if cacheable:
+            from engine.backends.graphs import source_key
+            from engine.backends.model_cache import ModelCache
+            if self._cache is None:
+                self._cache = ModelCache()
+            if self._key is None:
+                self._key = {**source_key(self._params, self._onnx_path), "target": TARGET,
+                             "onnxruntime": ort.__version__}
+            path = self._cache.path("onnxruntime", variant, {**self._key, "variant": variant})
+            blob = self._cache.load(path)
+            if blob is not None:
+                opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+                try:
+                    return ort.InferenceSession(blob, opts, providers=providers)
+                except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
+                    self._cache.discard(path, f"not loadable ({e})")
+                opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        from engine.backends.graphs import graph_bytes
+        graph = graph_bytes(self._params, self._onnx_path, variant, TARGET)
+        if not (cacheable and self._cache.enabled):
+            return ort.InferenceSession(graph, opts, providers=providers)
+        with tempfile.TemporaryDirectory(prefix="gacn-ort-") as tmp:
+            optimized = os.path.join(tmp, "optimized.onnx")
+            opts.optimized_model_filepath = optimized
+            session = ort.InferenceSession(graph, opts, providers=providers)
+            try:
+                with open(optimized, "rb") as f:
+                    self._cache.store(path, f.read())
+            except OSError as e:
+                log.warning("onnxruntime did not write its optimised graph (%s); not cached", e)
+        return session
 
     def infer(self, luma: np.ndarray, cse: np.ndarray | None = None):
         feeds = {"luma": np.ascontiguousarray(luma, dtype=np.float32)}
@@ -106,7 +131,8 @@ class OnnxRuntimeRunner:
         return self._session(f"sums{block}").run(["sums"], feeds)[0]
 
     def memory(self, variant: str, frames: int, height: int, width: int) -> int:
-        return FIXED + height * width * frames * PER_FRAME_PX[variant]
+        base, per_frame = PER_PX[variant]
+        return max(FLOOR, FIXED + height * width * (base + frames * per_frame))
 
     def unsupported(self, variant: str, frames: int, height: int, width: int) -> str | None:
         if variant != "whole" and self.cse_weights is None:
