@@ -50,7 +50,8 @@ def measure_one(backend: str, variant: str, frames: int, side: int, threads: int
     colmask = np.ones(side, np.float32)
     base = rss_bytes()
     from engine.checkpoint import load_gacn
-    from engine.backends.base import create_runner, sums_block
+    from engine.backends.base import create_runner
+    from engine.variants import sums_block
     params = load_gacn(DATA / "GACN.pkl")
     options = {**({"threads": threads} if threads else {}), **(options or {})}
     runner = create_runner(backend, params=params, **options)
@@ -69,7 +70,7 @@ def measure_one(backend: str, variant: str, frames: int, side: int, threads: int
 
 def measure(backend, variant, frames, side, threads, options=None) -> dict:
     """measure_one in a fresh interpreter (ru_maxrss is per process)."""
-    code = (f"import json,sys; sys.path.insert(0, {str(REPO)!r}); from benchmarks.memory import measure_one; "
+    code = (f"import json,sys; sys.path.insert(0, {str(REPO)!r}); from benchmarks.memory_model import measure_one; "
             f"print(json.dumps(measure_one({backend!r}, {variant!r}, {frames}, {side}, {threads!r}, {options!r})))")
     env = {**os.environ, "GACN_NO_MODEL_CACHE": "1"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)

@@ -189,11 +189,15 @@ def test_outside_an_engine_profile_with_tiling_off_is_a_clear_error():
 
 
 def test_runners_implement_the_contract_they_are_called_through(params):
+    import importlib.util
     from engine.backends.base import DeviceRunner, HostRunner
     from engine.backends.onnxruntime import OnnxRuntimeRunner
     from engine.backends.tensorrt import TensorRTRunner
     from engine.backends.torch_cuda import TorchCudaRunner
     assert isinstance(OnnxRuntimeRunner(params=params), HostRunner)
+    if importlib.util.find_spec("openvino") is not None:
+        from engine.backends.openvino import OpenVinoRunner
+        assert isinstance(OpenVinoRunner(params=params), HostRunner)
     assert isinstance(TorchCudaRunner(params), DeviceRunner)
     assert isinstance(TensorRTRunner("missing.plan"), DeviceRunner)
     assert not isinstance(OnnxRuntimeRunner(params=params), DeviceRunner)
