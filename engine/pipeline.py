@@ -97,6 +97,8 @@ class Pipeline:
             return self._tiled_need(frames, height, width, side, resident)
 
         lo, hi = MIN_TILE // TILE_ALIGN + 1, max(height, width) // TILE_ALIGN
+        if runner.max_tile:                          # the largest side it runs efficiently
+            hi = max(lo, min(hi, runner.max_tile // TILE_ALIGN))
         smallest = need(lo * TILE_ALIGN)
         if smallest == float("inf"):
             return lo * TILE_ALIGN     # the caller reports the runner's refusal

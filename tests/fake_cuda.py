@@ -221,6 +221,7 @@ class FakeDeviceRunner:
     on_device = True
     tile_side = None
     max_frames = None
+    max_tile = None
 
     def __init__(self, fake: FakeCuda, host_runner):
         self.fake, self.host = fake, host_runner

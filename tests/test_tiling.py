@@ -129,7 +129,7 @@ def test_the_wrong_scales_are_caught(tiled, ort_fuser, golden, monkeypatch):
 
 class _Runner:
     """A runner stand-in for planning tests: 100 bytes per pixel and frame."""
-    name, on_device, cse_weights, tile_side, max_frames = "plan", False, [], None, None
+    name, on_device, cse_weights, tile_side, max_frames, max_tile = "plan", False, [], None, None, None
 
     def __init__(self, refuse=None):
         self.refuse = refuse

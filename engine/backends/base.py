@@ -33,6 +33,7 @@ class HostRunner(Protocol):
     on_device: bool                       # False
     cse_weights: list | None              # (fc1, fc2) of the four CSEs; None: cannot tile
     max_frames: int | None                # the largest K of one run (None: any)
+    max_tile: int | None                  # the largest tile side it runs efficiently (None: any)
 
     def activate(self) -> None: ...
 
@@ -64,6 +65,7 @@ class DeviceRunner(Protocol):
     on_device: bool                       # True
     cse_weights: list | None
     max_frames: int | None
+    max_tile: int | None
     tile_side: int | None                 # a fixed-shape engine's tile side (None: any)
 
     def activate(self) -> None: ...

@@ -46,6 +46,10 @@ class OnnxRuntimeRunner:
     name = "onnxruntime"
     on_device = False
     max_frames = None
+    # Windows of more than ~512 px make tensors of 32 MB and more, which glibc maps fresh (and
+    # the kernel page-faults) on every run with the arena off: 2-2.6x slower per pixel measured
+    # (benchmarks/RESULTS.md, tile sides), so tiles stay under this side.
+    max_tile = 496
 
     def __init__(self, params=None, onnx_path=None, threads: int | None = None, providers=None, cache=None):
         if params is None and onnx_path is None:

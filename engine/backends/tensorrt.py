@@ -168,6 +168,7 @@ class TensorRTRunner:
         self.cse_weights = None
         self.tile_side = None
         self.max_frames = None
+        self.max_tile = None
         self._current: _Plan | None = None
 
     def activate(self) -> None:

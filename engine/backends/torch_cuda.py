@@ -164,6 +164,7 @@ class TorchCudaRunner:
     on_device = True
     tile_side = None
     max_frames = None
+    max_tile = None
     SHAPES_KEPT = 8
 
     def __init__(self, params, precision: str = "fp32", cuda_graphs: bool = True, device: int = 0,
