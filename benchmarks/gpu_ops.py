@@ -109,18 +109,23 @@ def ref_gate(torch, x, weight, bn, relu: bool):
     return u * torch.sigmoid(logit), tol
 
 
-def ref_conv3x3(torch, x, weight, bias, bn):
-    """u64 = BN(ReLU(conv3x3(x) + bias)) and the bound of any FP32 summation order; x NCHW."""
-    import torch.nn.functional as F
-    cin = weight.shape[1]
-    c = F.conv2d(x.double(), weight.double(), bias.double(), padding=1)
-    tol = (9 * cin + 2) * EPS32 * F.conv2d(x.double().abs(), weight.double().abs(), bias.double().abs(), padding=1)
+def _relu_bn(c, tol, bn):
+    """BN(ReLU(c)) in float64 and the bound ``tol`` carried through it (two roundings of the affine)."""
     u = c.clamp_min(0)
     if bn is not None:
         scale, shift = bn[0].double()[:, None, None], bn[1].double()[:, None, None]
         tol = tol * scale.abs() + 2 * EPS32 * ((u * scale).abs() + (u * scale + shift).abs())
         u = u * scale + shift
     return u, tol + 1e-30
+
+
+def ref_conv3x3(torch, x, weight, bias, bn):
+    """u64 = BN(ReLU(conv3x3(x) + bias)) and the bound of any FP32 summation order; x NCHW."""
+    import torch.nn.functional as F
+    cin = weight.shape[1]
+    c = F.conv2d(x.double(), weight.double(), bias.double(), padding=1)
+    tol = (9 * cin + 2) * EPS32 * F.conv2d(x.double().abs(), weight.double().abs(), bias.double().abs(), padding=1)
+    return _relu_bn(c, tol, bn)
 
 
 def tc_steps(cin: int) -> tuple[int, int]:
@@ -147,12 +152,7 @@ def ref_feature_conv(torch, x, weight, bias, bn, in_scale, algo_run):
     c = F.conv2d(xs, weight.double(), bias.double(), padding=1)
     mag = F.conv2d(xs.abs(), weight.double().abs(), bias.double().abs(), padding=1)
     tol = feature_conv_factor(cin, algo_run, in_scale is not None) * EPS32 * mag
-    u = c.clamp_min(0)
-    if bn is not None:
-        scale, shift = bn[0].double()[:, None, None], bn[1].double()[:, None, None]
-        tol = tol * scale.abs() + 2 * EPS32 * ((u * scale).abs() + (u * scale + shift).abs())
-        u = u * scale + shift
-    return u, tol + 1e-30
+    return _relu_bn(c, tol, bn)
 
 
 def ref_activity_scaled(torch, fa, fb, sa, sb):

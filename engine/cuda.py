@@ -38,7 +38,20 @@ def device_name_and_capability(device: int = 0) -> tuple[str, str]:
     return name.rstrip("\x00"), f"{props.major}.{props.minor}"
 
 
-class DeviceBuffer:
+class _Released:
+    """A CUDA resource released once: by ``close``, or failing that when it is collected."""
+
+    def close(self):
+        raise NotImplementedError
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: the runtime may be gone already
+            pass
+
+
+class DeviceBuffer(_Released):
     """cudaMalloc'd bytes, freed on close."""
 
     def __init__(self, nbytes: int):
@@ -51,14 +64,8 @@ class DeviceBuffer:
             check(cudart.cudaFree(self.ptr), "cudaFree")
             self.ptr = 0
 
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:  # interpreter shutdown
-            pass
 
-
-class PinnedBuffer:
+class PinnedBuffer(_Released):
     """Page-locked host bytes with a numpy view, so copies to and from the GPU run asynchronously."""
 
     def __init__(self, nbytes: int):
@@ -79,14 +86,8 @@ class PinnedBuffer:
             check(cudart.cudaFreeHost(self.ptr), "cudaFreeHost")
             self.ptr = 0
 
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
-
-class Stream:
+class Stream(_Released):
     """A non-blocking stream, destroyed by ``close`` (or when collected)."""
 
     def __init__(self):
@@ -98,12 +99,6 @@ class Stream:
             check(cudart.cudaStreamDestroy(self.handle), "cudaStreamDestroy")
             self.handle = None
 
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
-
     def __int__(self):
         return int(self.handle)
 
@@ -114,7 +109,7 @@ class Stream:
         check(cudart.cudaStreamSynchronize(self.handle), "cudaStreamSynchronize")
 
 
-class Event:
+class Event(_Released):
     """A CUDA event, destroyed by ``close`` (or when collected)."""
 
     def __init__(self, timing: bool = True):
@@ -126,12 +121,6 @@ class Event:
         if self.handle is not None:
             check(cudart.cudaEventDestroy(self.handle), "cudaEventDestroy")
             self.handle = None
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
     def record(self, stream):
         """Record on a Stream, or on a raw stream handle (an int from another library)."""
@@ -182,7 +171,7 @@ class _Handle:
         self.handle = handle
 
 
-class Graph:
+class Graph(_Released):
     """One captured sequence of stream work, replayed with a single launch."""
 
     def __init__(self, stream, enqueue):
@@ -206,12 +195,6 @@ class Graph:
             check(cudart.cudaGraphExecDestroy(self._exec), "cudaGraphExecDestroy")
             check(cudart.cudaGraphDestroy(self._graph), "cudaGraphDestroy")
             self._exec = self._graph = None
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
 
 def device_array_pointer(obj, stream: "Stream | None" = None):

@@ -101,6 +101,14 @@ def excite(fc1: np.ndarray, fc2: np.ndarray, mean: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-(hidden @ fc2.astype(np.float64).T)))
 
 
+def tiles_unsupported(variant: str, cse_weights) -> str | None:
+    """Why ``variant`` cannot run without the CSE weights (tiles need them; only a checkpoint has them), or None."""
+    if variant != "whole" and cse_weights is None:
+        return ("an exported graph (--onnx) runs whole frames only; give the checkpoint (--weights) "
+                "to run frames in tiles")
+    return None
+
+
 def cse_weights(params: dict[str, np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
     """(fc1 [2,16], fc2 [16,2]) of the four CSE blocks, from checkpoint parameters."""
     return [(params[f"se_{i}.fc.0.weight"], params[f"se_{i}.fc.2.weight"]) for i in range(4)]

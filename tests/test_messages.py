@@ -140,5 +140,6 @@ def test_latency_help_has_its_whole_description():
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     text = " ".join(r.stdout.split())
-    assert ("Latency and throughput of GACN per backend and frame size, trtexec style, with the eager FP32 "
-            "PyTorch model of the same network measured in the same run as the baseline.") in text, r.stdout
+    assert ("Latency of GACN per backend and frame size, with the eager FP32 PyTorch model of the same network "
+            "(export/model.py) measured in the same run as the baseline; on the CPU also the start-up, the CLI over "
+            "a directory of pairs, and the users' alternatives on the same pairs.") in text, r.stdout

@@ -22,7 +22,7 @@ import tempfile
 import numpy as np
 
 from engine.errors import BackendError
-from engine.tiling import cse_weights
+from engine.tiling import cse_weights, tiles_unsupported
 
 log = logging.getLogger(__name__)
 
@@ -139,10 +139,7 @@ class OnnxRuntimeRunner:
         return max(FLOOR, FIXED + height * width * (base + frames * per_frame))
 
     def unsupported(self, variant: str, frames: int, height: int, width: int) -> str | None:
-        if variant != "whole" and self.cse_weights is None:
-            return ("an exported graph (--onnx) runs whole frames only; give the checkpoint (--weights) "
-                    "to run frames in tiles")
-        return None
+        return tiles_unsupported(variant, self.cse_weights)
 
     def deactivate(self) -> None:
         self._sessions.clear()

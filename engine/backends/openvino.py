@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import BackendError
-from engine.tiling import cse_weights
+from engine.tiling import cse_weights, tiles_unsupported
 
 log = logging.getLogger(__name__)
 
@@ -239,10 +239,7 @@ class OpenVinoRunner:
         return FIXED + height * width * (base + frames * per_frame)
 
     def unsupported(self, variant: str, frames: int, height: int, width: int) -> str | None:
-        if variant != "whole" and self.cse_weights is None:
-            return ("an exported graph (--onnx) runs whole frames only; give the checkpoint (--weights) "
-                    "to run frames in tiles")
-        return None
+        return tiles_unsupported(variant, self.cse_weights)
 
     def deactivate(self) -> None:
         self._active = None
