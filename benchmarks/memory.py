@@ -8,8 +8,8 @@
 Every measurement runs in a fresh process (peak RSS from getrusage, peak GPU memory from
 torch.cuda.max_memory_allocated on a GPU backend), so one cannot inherit another's high-water
 mark. The table runs `gacn-fuse` itself with default settings on synthetic camera-like pairs
-(textured, two focus regions) and on the 9-frame golden stack, whole frames (--tile 0) beside
-tiled where the whole frame fits the machine.
+(textured, two focus regions) and on 3 and 9 frames of the golden stack (the default strategy and
+the network-bound calibration), whole frames (--tile 0) beside the default where they fit the machine.
 """
 from __future__ import annotations
 
@@ -51,6 +51,14 @@ with Fuser({backend!r}, weights={weights!r}, engine={engine!r}, precision={preci
     side = f.pipeline.plan(2, {h}, {w}, 0).side
 print(json.dumps({{"torch_peak": torch.cuda.max_memory_allocated(), "executor_buffers": held, "side": side}}))
 """
+
+
+def _probe(code: str) -> dict:
+    """Run ``code`` in a fresh interpreter; its last stdout line is the JSON result."""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr[-2000:])
+    return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 def gpu_table(sizes_hw, weights: Path, backend: str, engine, precision: str, budget, tile) -> list[dict]:
@@ -113,12 +121,14 @@ def table(sizes_mp, weights: Path, backend: str, extra: list[str]) -> list[dict]
     stack = sorted((DATA / "stack9").glob("*.jpg"))
     if stack:
         with tempfile.TemporaryDirectory() as tmp:
-            for n in (3, 9):
-                res = cli_peak(["--stack", *map(str, stack[:n]), "-o", str(Path(tmp) / "s.png"), "--weights", str(weights),
-                                "--backend", backend, *extra])
-                rows.append({"case": f"stack {n} x 1600x1200", "megapixels": 1.92, "mode": "default",
-                             "peak_gib": res["peak"] / 2**30, "seconds": res["seconds"], "s_per_mp": None, "rc": res["rc"]})
-                print(rows[-1], flush=True)
+            for mode, flags in (("default", []), ("--strategy calibration", ["--strategy", "calibration"])):
+                for n in (3, 9):   # the default runs no network; calibration runs GACN on every frame
+                    res = cli_peak(["--stack", *map(str, stack[:n]), "-o", str(Path(tmp) / "s.png"), "--weights",
+                                    str(weights), "--backend", backend, *flags, *extra])
+                    rows.append({"case": f"stack {n} x 1600x1200", "megapixels": 1.92, "mode": mode,
+                                 "peak_gib": res["peak"] / 2**30, "seconds": res["seconds"], "s_per_mp": None,
+                                 "rc": res["rc"]})
+                    print(rows[-1], flush=True)
     return rows
 
 

@@ -1,6 +1,6 @@
 """What tiled execution costs: time per megapixel against size, and where a tiled pair's time goes.
 
-    python benchmarks/tiling_cost.py [--backend onnxruntime] [--sizes 600x800,1200x1600,4000x6000]
+    python benchmarks/tiling_cost.py [--backend auto] [--sizes 600x800,1200x1600,4000x6000]
 
 One process, default settings (the memory budget picks whole frames or tiles): each size is
 warmed up once and timed over --runs pairs (median), textured camera-like pairs
@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     from memory import camera_pair
     from engine import Fuser
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--backend", default="onnxruntime")
+    p.add_argument("--backend", default="auto", help="default: what gacn-fuse picks (OpenVINO on the CPU)")
     p.add_argument("--weights", default=str(DATA / "GACN.pkl"))
     p.add_argument("--sizes", default="600x800,1200x1600,4000x6000", help="HxW, comma separated")
     p.add_argument("--runs", type=int, default=3)
@@ -64,6 +64,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     rows = []
     with Fuser(args.backend, weights=args.weights, max_memory=args.max_memory) as fuser:
+        backend = fuser.backend
         timer = PhaseTimer(fuser.pipeline.ex)
         for size in args.sizes.split(","):
             h, w = (int(v) for v in size.split("x"))
@@ -86,7 +87,7 @@ def main(argv=None) -> int:
                          "other": sec - ph["sums passes"] - ph["tile network"]})
             print(rows[-1], flush=True)
     base = rows[0]["s_per_mp"]
-    print(f"\n{args.backend}, default settings{' --max-memory ' + args.max_memory if args.max_memory else ''}, "
+    print(f"\n{backend}, default settings{' --max-memory ' + args.max_memory if args.max_memory else ''}, "
           f"median of up to {args.runs} runs after a warm-up, one process\n")
     print("| pair | MP | tile side | windows | s | s/MP | vs first | sums passes | network | rest |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")

@@ -23,7 +23,7 @@ EXIT_BAD_INPUT = 2
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="gacn-fuse",
-        description="All-in-focus fusion of registered multi-focus images with GACN.",
+        description="All-in-focus fusion of multi-focus images with GACN: registered pairs, focus stacks (aligned by default), streams.",
         epilog="Exit codes: 0 success, 2 bad input or unusable backend/weights (message on stderr).")
     p.add_argument("sources", nargs="*", metavar="A B", help="two registered source images")
     mode = p.add_mutually_exclusive_group()

@@ -47,3 +47,14 @@ def test_a_large_pair_stays_within_its_budget(weights):
     assert res["side"] is not None                       # it was tiled
     grew = res["peak"] - res["before"]
     assert grew <= 1 * GiB, f"grew by {grew / GiB:.2f} GiB over a 1 GiB budget (tiles of {res['side']} px)"
+
+
+def test_the_memory_table_runs(weights, tmp_path):
+    """benchmarks/memory.py end to end at a tiny size: every row ran (exit 0) and has a peak."""
+    out = tmp_path / "table.json"
+    r = subprocess.run([sys.executable, str(REPO / "benchmarks" / "memory.py"), "--sizes", "0.05", "--weights", str(weights),
+                        "--json", str(out)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = json.loads(out.read_text())
+    assert {row["mode"] for row in rows} >= {"default", "whole (--tile 0)", "--strategy calibration"} and len(rows) == 6, rows
+    assert all(row["rc"] == 0 and row["peak_gib"] > 0 for row in rows), rows
