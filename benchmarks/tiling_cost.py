@@ -66,12 +66,14 @@ def main(argv=None) -> int:
     with Fuser(args.backend, weights=args.weights, max_memory=args.max_memory) as fuser:
         backend = fuser.backend
         timer = PhaseTimer(fuser.pipeline.ex)
+        plans, plan_of = [], fuser.pipeline.plan     # the plans the fusions made (their resident planes included)
+        fuser.pipeline.plan = lambda *a: plans.append(plan_of(*a)) or plans[-1]
         for size in args.sizes.split(","):
             h, w = (int(v) for v in size.split("x"))
             a, b = camera_pair(h, w)
-            plan = fuser.pipeline.plan(2, h, w, 0)
             runs = 1 if h * w > 4e6 else args.runs
             fuser.fuse(a, b)                      # warm-up: sessions for this shape
+            plan = plans[-1]
             times, phases = [], []
             for _ in range(runs):
                 timer.reset()
