@@ -1,6 +1,6 @@
 """Peak memory against pixels: whole frames and tiles, pairs and stacks, and the cost model.
 
-    python benchmarks/memory.py [--sizes 0.25,1,4,12,24] [--markdown out.md --plot out.png]
+    python benchmarks/memory.py [--sizes 0.25,0.5,1,2,4,8,12,24] [--markdown out.md --plot out.png]
     python benchmarks/memory.py --gpu 2160x3840,5464x8192 --backend torch-cuda --max-memory 2G
 
 (The runners' cost models are fitted by benchmarks/memory_model.py --calibrate.)

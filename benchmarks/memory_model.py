@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from engine.variants import VARIANTS  # noqa: E402
 DATA = Path(os.environ.get("GACN_TEST_DATA", REPO.parent / "shared" / "gacn"))
-VARIANTS = ("whole", "tile", "sums0", "sums1", "sums2", "sums3")
 
 
 def rss_bytes() -> int:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from engine import __version__
+from engine.backends.base import BACKENDS
 from engine.errors import GacnError, InputError
 from engine.fusion import ALIGN_MODES
 from engine.strategies import DEFAULT as DEFAULT_STRATEGY, NETWORK_FREE, STRATEGIES, STRATEGY_HELP
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "leaves registered frames as they are; none for pairs); affine/homography make a frame that "
                    "cannot be registered an error")
     p.add_argument("--crop", action="store_true", help="--stack: crop to the area every aligned frame covers")
-    p.add_argument("--backend", default="auto", choices=("auto", "openvino", "onnxruntime", "torch-cuda", "tensorrt"),
+    p.add_argument("--backend", default="auto", choices=("auto", *BACKENDS),
                    help="auto: tensorrt with --engine, torch-cuda with a GPU, else openvino if installed, else onnxruntime")
     p.add_argument("--weights", metavar="PATH", help="GACN checkpoint (default: $GACN_WEIGHTS or a verified download)")
     p.add_argument("--onnx", metavar="MODEL.onnx", help="openvino/onnxruntime: use an exported graph instead of the checkpoint")

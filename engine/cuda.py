@@ -181,10 +181,13 @@ class Graph(_Released):
               "cudaStreamBeginCapture")
         try:
             enqueue()
-        finally:
-            graph = check(cudart.cudaStreamEndCapture(stream.handle), "cudaStreamEndCapture")
-        self._graph = graph
-        self._exec = check(cudart.cudaGraphInstantiate(graph, 0), "cudaGraphInstantiate")
+        finally:  # the capture always ends, and what it captured is destroyed by close() on any failure
+            self._graph = check(cudart.cudaStreamEndCapture(stream.handle), "cudaStreamEndCapture")
+        try:
+            self._exec = check(cudart.cudaGraphInstantiate(self._graph, 0), "cudaGraphInstantiate")
+        except BackendError:
+            self.close()
+            raise
 
     def launch(self, stream):
         check(cudart.cudaGraphLaunch(self._exec, stream.handle if isinstance(stream, Stream) else stream),
@@ -193,8 +196,10 @@ class Graph(_Released):
     def close(self):
         if self._exec is not None:
             check(cudart.cudaGraphExecDestroy(self._exec), "cudaGraphExecDestroy")
+            self._exec = None
+        if self._graph is not None:
             check(cudart.cudaGraphDestroy(self._graph), "cudaGraphDestroy")
-            self._exec = self._graph = None
+            self._graph = None
 
 
 def device_array_pointer(obj, stream: "Stream | None" = None):

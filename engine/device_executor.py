@@ -96,12 +96,16 @@ class DeviceExecutor:
         self.cuda = cuda_api
         self.runner = runner
         runner.activate()
-        self.lib = lib or K.KernelLibrary.load("cuda")
-        self.h2d, self.compute, self.d2h = (cuda_api.Stream() for _ in range(3))
-        self._spaces: list[DeviceWorkspace] = []
-        self._scratch = self.workspace()
-        free, _ = cuda_api.mem_info()
-        self._budget = max(free - memory.DEVICE_MARGIN, 0)
+        try:
+            self.lib = lib or K.KernelLibrary.load("cuda")
+            self.h2d, self.compute, self.d2h = (cuda_api.Stream() for _ in range(3))
+            self._spaces: list[DeviceWorkspace] = []
+            self._scratch = self.workspace()
+            free, _ = cuda_api.mem_info()
+            self._budget = max(free - memory.DEVICE_MARGIN, 0)
+        except Exception:
+            runner.deactivate()   # streams made so far are released when collected (engine.cuda)
+            raise
 
     # -- workspaces ----------------------------------------------------------------------------------
     def workspace(self) -> DeviceWorkspace:

@@ -51,8 +51,7 @@ def fuse_stack(frames: Iterable[np.ndarray], *, pipeline: Pipeline | None, strat
     output keeps frame 0's geometry; pixels a warped frame does not cover come from the frames
     that cover them, ``valid_rect`` is the area every frame covers and ``crop`` cuts to it.
     ``pipeline`` may be None for a strategy that runs no network (strategies.NETWORK_FREE)."""
-    if strategy not in strategies.STRATEGIES:
-        raise InputError(f"unknown stack strategy '{strategy}'; choose one of {', '.join(strategies.STRATEGIES)}")
+    strategies.check(strategy)
     if pipeline is None and strategy not in strategies.NETWORK_FREE:
         raise InputError(f"the '{strategy}' strategy runs the network: it needs a Fuser")
 
@@ -75,7 +74,7 @@ def fuse_stack(frames: Iterable[np.ndarray], *, pipeline: Pipeline | None, strat
     fused, index, n = strategies.fuse_stack(pipeline, items, strategy)
     rect = None
     if any(not t.identity for t in transforms):
-        rect = common_rect(transforms, fused.shape[:2])
+        rect = common_rect([t for t in transforms if t.ok], fused.shape[:2])   # a failed frame is used unwarped
         log.info("aligned %d frames; every frame covers x %d..%d, y %d..%d", n, rect[0], rect[2], rect[1], rect[3])
         if crop:
             x0, y0, x1, y1 = rect

@@ -1,4 +1,4 @@
-"""The executor on the host: numpy planes around a HostRunner (ONNX Runtime), synchronous."""
+"""The executor on the host: numpy planes around a HostRunner (OpenVINO, ONNX Runtime), synchronous."""
 from __future__ import annotations
 
 import numpy as np

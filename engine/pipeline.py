@@ -64,8 +64,9 @@ class Pipeline:
             self._check(whole, f"a whole {width}x{height} frame", "allow tiling (drop --tile 0) or raise --max-memory")
             return Plan(None, estimate=whole)
         if self.tile is not None and self.tile >= max(height, width) and refusal is None:
+            self._check(whole, f"a whole {width}x{height} frame (--tile {self.tile} covers it)", "give a smaller --tile")
             return Plan(None, estimate=whole)
-        side = self.tile or getattr(runner, "tile_side", None) or self._largest_side(frames, height, width, resident)
+        side = self.tile or runner.tile_side or self._largest_side(frames, height, width, resident)
         shapes = self._windows(height, width, side)
         for variant, (th, tw) in shapes.items():
             refusal = runner.unsupported(variant, frames, th, tw)
@@ -73,8 +74,9 @@ class Pipeline:
                 raise InputError(f"{width}x{height} in {side} px tiles: {refusal}")
         need = self._tiled_need(frames, height, width, side, resident)
         self._check(need, f"a {width}x{height} frame in {side} px tiles", "raise --max-memory or give a smaller --tile")
-        log.info("%dx%d: %s px tiles (whole frames would need %s, over the budget of %s)", width, height, side,
-                 format_size(whole), format_size(self.budget))
+        why = (f"--tile {self.tile}" if self.tile else f"a {side} px tile engine" if runner.tile_side else
+               refusal or f"whole frames would need {format_size(whole)}, over the budget of {format_size(self.budget)}")
+        log.info("%dx%d: %s px tiles (%s)", width, height, side, why)
         return Plan(side, tile_plan(height, width, side), tile_plan(height, width, side, SUMS_HALO), need)
 
     @staticmethod
@@ -105,7 +107,7 @@ class Pipeline:
         if smallest > self.budget:
             raise InputError(f"--max-memory {format_size(self.budget)} is too small for a {width}x{height} frame: "
                              f"its full-size planes take {format_size(resident)} and the smallest tile "
-                             f"({lo * TILE_ALIGN} px) needs {format_size(need(lo * TILE_ALIGN))} in all")
+                             f"({lo * TILE_ALIGN} px) needs {format_size(smallest)} in all")
         while lo < hi:  # the largest aligned side that fits (need grows with the side)
             mid = (lo + hi + 1) // 2
             lo, hi = (mid, hi) if need(mid * TILE_ALIGN) <= self.budget else (lo, mid - 1)
@@ -204,6 +206,12 @@ class Pipeline:
         while len(pool) < n:
             pool.append(self.ex.workspace())
         return pool[:n]
+
+    def fence(self, purpose: str) -> None:
+        """``end`` every workspace of ``purpose``, so that work a failed job left queued on them
+        completes before they are used again (after a success it is a no-op in effect)."""
+        for ws in self._pools.get(purpose, []):
+            self.ex.end(ws)
 
     def frames_on_executor(self, frames, ring: int, start: int = 1):
         """(index, workspace, image, luma) for host frames, each in the next of ``ring`` workspaces

@@ -112,12 +112,3 @@ def tiles_unsupported(variant: str, cse_weights) -> str | None:
 def cse_weights(params: dict[str, np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
     """(fc1 [2,16], fc2 [16,2]) of the four CSE blocks, from checkpoint parameters."""
     return [(params[f"se_{i}.fc.0.weight"], params[f"se_{i}.fc.2.weight"]) for i in range(4)]
-
-
-def largest_side(pixels_affordable: float, height: int, width: int) -> int:
-    """The largest aligned square side whose window fits ``pixels_affordable`` (0 if none does)."""
-    side = int(math.isqrt(max(int(pixels_affordable), 0)))
-    if side >= max(height, width):
-        return max(height, width)
-    side = side // TILE_ALIGN * TILE_ALIGN
-    return side if side >= MIN_TILE else 0

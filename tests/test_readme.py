@@ -19,6 +19,13 @@ def test_every_extra_is_described_with_what_it_adds():
         assert all(n in rows[extra] for n in names), (extra, names, rows[extra])
 
 
+def test_the_base_install_row_names_every_dependency():
+    row = re.search(r"^\| \(none\) \| ([^|]+) \|", INSTALL, re.M)
+    assert row, "no '(none)' row in the extras table"
+    names = {re.split(r"[<>=\[ ]", d)[0] for d in PYPROJECT["project"]["dependencies"]}
+    assert all(n in row.group(1) for n in names), (names, row.group(1))
+
+
 def test_the_cpu_only_torch_route_is_given():
     assert "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" in INSTALL
     assert "multi-GB" in INSTALL and "CUDA build" in INSTALL

@@ -20,7 +20,7 @@ def test_calibration_accumulator_equals_full_volume():
     n, h, w = 7, 33, 29
     frames = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(n)]
     masks = [rng.random((h, w), dtype=np.float32) for _ in range(n - 1)]
-    masks[2][:5] = masks[0][:5]            # exact ties: the first index must win
+    masks[2][:5] = masks[1][:5]            # exact ties of frames 2 and 3: the first index must win
     masks[3][5:9] = 0.0
     masks[4][9:12] = 1.0
     acc = Calibration(masks[0], frames[0], frames[1])

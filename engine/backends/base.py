@@ -34,6 +34,7 @@ class HostRunner(Protocol):
     cse_weights: list | None              # (fc1, fc2) of the four CSEs; None: cannot tile
     max_frames: int | None                # the largest K of one run (None: any)
     max_tile: int | None                  # the largest tile side it runs efficiently (None: any)
+    tile_side: int | None                 # a fixed tile side (None: any)
 
     def activate(self) -> None: ...
 

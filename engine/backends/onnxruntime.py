@@ -1,6 +1,6 @@
 """ONNX Runtime runner: the portable graph and its tiled variants on the CPU provider.
 
-Each variant (engine/backends/base.py) is its own session, made on first use from the
+Each variant (engine/variants.py) is its own session, made on first use from the
 checkpoint's parameters (engine/onnx_graph.py), or read from an exported file (whole frames
 only: an exported graph carries no tile variants). The graphs keep K dynamic: the per-frame
 graphs OpenVINO runs (K fixed) measured 5 % faster here too, but ONNX Runtime's peak memory on
@@ -50,6 +50,7 @@ class OnnxRuntimeRunner:
     # the kernel page-faults) on every run with the arena off: 2-2.6x slower per pixel measured
     # (benchmarks/RESULTS.md, tile sides), so tiles stay under this side.
     max_tile = 496
+    tile_side = None
 
     def __init__(self, params=None, onnx_path=None, threads: int | None = None, providers=None, cache=None):
         if params is None and onnx_path is None:

@@ -99,6 +99,7 @@ class OpenVinoRunner:
     on_device = False
     max_frames = None
     max_tile = None
+    tile_side = None
 
     def __init__(self, params=None, onnx_path=None, threads: int | None = None, cache=None, static: str = "auto"):
         if params is None and onnx_path is None:

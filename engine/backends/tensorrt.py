@@ -139,11 +139,14 @@ class _Plan:
         if graph is not None:
             graph.launch(stream)
             return
-        if not self.context.execute_async_v3(int(stream)):
-            raise BackendError(f"{self.path}: TensorRT execute_async_v3 failed (see its log above)")
+        self._execute(stream)
         self.runs[key] = self.runs.get(key, 0) + 1
         if cuda_graphs and self.runs[key] == 2:  # TensorRT needs one plain run per shape first
-            self.graphs[key] = cuda.Graph(stream, lambda: self.context.execute_async_v3(int(stream)))
+            self.graphs[key] = cuda.Graph(stream, lambda: self._execute(stream))
+
+    def _execute(self, stream) -> None:
+        if not self.context.execute_async_v3(int(stream)):
+            raise BackendError(f"{self.path}: TensorRT execute_async_v3 failed (see its log above)")
 
     def close(self) -> None:
         for g in self.graphs.values():

@@ -5,7 +5,7 @@ cuDNN (float16 channels_last, or float32); the activity step, the five
 spatial gates (with the preceding ReLU and BatchNorm fused in) and the boundary step run as
 the CUDA kernels of kernels/, called through ctypes on tensor pointers on the current stream.
 A shape's first run is eager; its second captures a CUDA graph and replays it, later runs replay
-(engine/backends/shape_cache.py: the four most recently used shapes stay captured).
+(engine/backends/shape_cache.py: the SHAPES_KEPT most recently used shapes stay captured).
 """
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ class CudaGacn:
             return on(w, dt).contiguous(memory_format=layout), on(b, dt), on(np.stack([rest, shift]), f32)
 
         self.fe = [conv(b, f32, torch.contiguous_format) for b in FEATURE_BLOCKS]
-        self.cse = [(on(params[f"se_{i}.fc.0.weight"], f32), on(params[f"se_{i}.fc.2.weight"], f32)) for i in range(4)]
+        self.cse = [(on(fc1, f32), on(fc2, f32)) for fc1, fc2 in cse_weights(params)]
         self.dp = [conv(b, dtype, self.layout) for b in DECISION_BLOCKS]
         self.gate_w = [on(params[f"se_{i}.fc.0.weight"][0], f32) for i in range(4, 9)]
         # features="fold"/"tc32" (or $GACN_FEATURES): the path without elementwise passes
@@ -155,7 +155,7 @@ class CudaGacn:
 
 
 class TorchCudaRunner:
-    """engine.backends.base.DeviceRunner: the pipeline fills ``bind``'s inputs, ``enqueue`` computes.
+    """engine.backends.base.DeviceRunner: the executor fills ``bind``'s inputs, ``enqueue`` computes.
 
     Each (variant, shape) keeps its tensors; a shape seen twice is captured as a CUDA graph and
     replayed from then on (a one-off call pays no capture)."""
@@ -179,7 +179,7 @@ class TorchCudaRunner:
         self.features = feature_path_name(features)  # "default", "fold" or "tc32" (torch_cuda_features.py)
         self.net = None
         # LRU of (variant, shape): eager, then capture + replay; a tiled frame uses up to 5 variants
-        self._shapes = ShapeCache(capacity=8, graphs=cuda_graphs)
+        self._shapes = ShapeCache(capacity=self.SHAPES_KEPT, graphs=cuda_graphs)
         self._current = None
 
     def activate(self) -> None:
