@@ -1,8 +1,9 @@
 """The GPU check, in one command on a CUDA machine:
 
-    python benchmarks/gpu_check.py [--data ../shared/gacn] [--out results/]
+    python benchmarks/gpu_check.py [--data ../shared/gacn] [--out gpu_check_out] [--features default,tc32]
 
-1. builds the kernel library (CMake) unless one is already built for this GPU;
+1. builds the kernel library (CMake) for this GPU's architecture unless one loads already (it is
+   not checked for the architecture: a library built for another GPU fails in the checks);
 2. checks the three custom operations (and the pixel kernels) against float64 references on
    fresh random and real inputs, outputs poisoned first, FP16 and FP32 (benchmarks/gpu_ops.py),
    including the ABI 3 kernels (gacn_feature_conv FFMA and 3xTF32, gacn_cse_scale,
@@ -23,7 +24,7 @@ Prints the tables last; writes gpu_check.json and gpu_check.md under --out.
 
 Where one command may run at most ~10 minutes, split it with --skip, e.g. first
 ``--skip memcheck,stack`` (build, checks, golden, timings, A/B, profile), then
-``--skip ops,golden,whole,timing,features,profile,stack`` (memcheck alone, the slowest part
+``--skip ops,golden,whole,timing,features,profile,stack,tiles`` (memcheck alone, the slowest part
 under the sanitizer); the build is reused when the library is already there.
 """
 from __future__ import annotations
@@ -353,8 +354,8 @@ def main(argv=None) -> int:
     p.add_argument("--skip", default="",
                    help="comma list of sections to skip: ops,memcheck,golden,whole,timing,features,profile,stack,tiles")
     p.add_argument("--features", default="default,tc32",
-                   help="feature paths for golden, whole path and profile (default,fold,tc32); the feature A/B "
-                        "always times all three")
+                   help="feature paths for golden, whole path and profile, of default, fold, tc32 (default: "
+                        "default,tc32); the feature A/B always times all three")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     import torch

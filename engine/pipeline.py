@@ -69,9 +69,9 @@ class Pipeline:
         side = self.tile or runner.tile_side or self._largest_side(frames, height, width, resident)
         shapes = self._windows(height, width, side)
         for variant, (th, tw) in shapes.items():
-            refusal = runner.unsupported(variant, frames, th, tw)
-            if refusal is not None:
-                raise InputError(f"{width}x{height} in {side} px tiles: {refusal}")
+            tile_refusal = runner.unsupported(variant, frames, th, tw)
+            if tile_refusal is not None:
+                raise InputError(f"{width}x{height} in {side} px tiles: {tile_refusal}")
         need = self._tiled_need(frames, height, width, side, resident)
         self._check(need, f"a {width}x{height} frame in {side} px tiles", "raise --max-memory or give a smaller --tile")
         why = (f"--tile {self.tile}" if self.tile else f"a {side} px tile engine" if runner.tile_side else

@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engine.errors import InputError
+from engine.errors import GacnError, InputError
 from engine.imageio import check_can_create, create_temp, make_output_dir, read_image, write_image
 
 log = logging.getLogger("gacn-fuse")
@@ -116,9 +116,9 @@ class _Sink:
             os.close(fd)
             h, w = frame.shape[:2]
             self.writer = cv2.VideoWriter(self.tmp, cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (w, h), frame.ndim == 3)
-            if not self.writer.isOpened():   # no encoder for this container: every frame would be dropped
-                raise InputError(f"{self.out}: OpenCV cannot write '{self.out.suffix}' video here (codec "
-                                 f"{self.fourcc!r} unavailable); write to a directory of images instead")
+            if not self.writer.isOpened():   # no encoder here: every frame would be dropped; stop the stream
+                raise GacnError(f"{self.out}: OpenCV cannot write '{self.out.suffix}' video here (codec "
+                                f"{self.fourcc!r} unavailable); write to a directory of images instead")
             for _ in range(self.pending_black):
                 self._put(np.zeros_like(frame))
             self.pending_black = 0

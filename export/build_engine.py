@@ -191,7 +191,8 @@ def main(argv=None) -> int:
     p.add_argument("--hardware-compat", choices=tuple(HW_COMPAT), default="none", help="engine portability across GPUs")
     p.add_argument("--strict-fp32", action="store_true", help="disable TF32 for float32 layers (exact features)")
     p.add_argument("--fp16-flag", action="store_true", help="TensorRT 10 only: build an FP32 graph with the FP16 flag")
-    p.add_argument("--plugins", type=Path, help="libgacn_plugins.so (default: the one built in build/lib)")
+    p.add_argument("--plugins", type=Path, help="libgacn_plugins.so (default: found as the runtime finds it: "
+                   "$GACN_KERNELS_DIR, the installed package, a checkout's build/lib)")
     p.add_argument("-v", "--verbose", action="store_true")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     args = p.parse_args(argv)

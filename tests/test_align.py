@@ -117,6 +117,14 @@ def test_constant_memory_per_frame(breathing):
     aligner = A.StackAligner("affine", max_side=256)
     for f in big:
         aligner.add(f)
-    held = [v for v in vars(aligner._prev).values() if isinstance(v, np.ndarray)]
-    held += [x for x in aligner._prev.levels]
-    assert max(a.shape[1] for a in held if a.ndim >= 2) <= 256
+    def arrays(obj, depth=0):   # every array the aligner holds, through its attributes and lists
+        if isinstance(obj, np.ndarray):
+            yield obj
+        elif depth < 8 and isinstance(obj, (list, tuple, dict)):
+            for v in (obj.values() if isinstance(obj, dict) else obj):
+                yield from arrays(v, depth + 1)
+        elif depth < 8 and hasattr(obj, "__dict__"):
+            yield from arrays(vars(obj), depth + 1)
+    held = list(arrays(aligner))
+    assert any(a.ndim == 2 and a.shape[1] == 256 for a in held)     # the previous thumbnail is found
+    assert max(a.size for a in held) <= 256 * 192 * 3, [a.shape for a in held if a.size > 256 * 192 * 3]

@@ -81,6 +81,10 @@ def test_stream_slots_reuse_buffers_in_order(device, host):
     assert [r.index for r in out] == list(range(9))
     for r, (a, b) in zip(out, pairs):
         assert_same(r, host.fuse(a, b, maps=True))
+    pool = list(device._pools["stream"])
+    assert len(pool) == 2                                          # one workspace per slot, kept
+    again = list(stream(device, iter(pairs[:3]), slots=2, maps=True))
+    assert device._pools["stream"] == pool and [r.index for r in again] == [0, 1, 2]   # reused, not re-made
 
 
 @pytest.mark.parametrize("strategy", ["calibration", "sequential", "tree"])
@@ -117,10 +121,12 @@ def test_close_releases_every_cuda_object(fake, params, cpu, golden):
     pipe = device_pipeline(fake, params, cpu, tile=128)
     pipe.fuse(a, b, maps=True)
     ex = pipe.ex
+    spaces = list(ex._spaces)
+    assert len(spaces) > 1                                         # the pools' workspaces, not only the scratch one
     pipe.close()
     assert fake.allocated == 0
     assert all(s.closed for s in (ex.h2d, ex.compute, ex.d2h))
-    assert all(e.closed for ws in [ex._scratch] for e in (*ws.ev.values(), ws.done))
+    assert all(e.closed for ws in spaces for e in (*ws.ev.values(), ws.ended, ws.done))
 
 
 def test_device_arrays_are_rejected_when_not_contiguous():

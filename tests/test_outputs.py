@@ -201,3 +201,25 @@ def test_video_keeps_its_timing_when_a_frame_fails(run, tmp_path, bad, expect):
     want = [10 + 10 * i for i in range(5)]
     want[bad] = want[bad - 1] if bad else 0
     assert len(values) == 5 and np.allclose(values, want, atol=3), values
+
+
+def test_video_without_an_encoder_is_one_error_not_a_silent_empty_file(run, tmp_path, monkeypatch):
+    import cv2
+
+    class NoEncoder:             # what cv2.VideoWriter is where the codec is missing
+        def __init__(self, *args):
+            pass
+
+        def isOpened(self):
+            return False
+
+        def write(self, frame):
+            pass
+
+        def release(self):
+            pass
+    monkeypatch.setattr(cv2, "VideoWriter", NoEncoder)
+    src, other = _numbered_frames(tmp_path / "a", 3), _numbered_frames(tmp_path / "b", 3)
+    rc, _, err = run("--stream", src, other, "-o", tmp_path / "out.avi")
+    assert rc == 2 and "cannot write '.avi' video" in err and err.count("error:") == 1, err
+    assert not (tmp_path / "out.avi").exists() and not list(tmp_path.glob("*.avi*"))

@@ -87,17 +87,18 @@ def test_default_stack_runs_without_a_network_and_finds_the_sharp_frames():
     assert res.frames == 5 and res.fused.shape == st.truth.shape
     err = lambda img: np.mean((img.astype(float) - st.truth) ** 2)  # noqa: E731
     assert err(res.fused) < min(err(f) for f in st.frames)          # better than any single frame
+    assert np.mean(res.index == st.best_frame()) >= 0.75           # the index is the sharp frame (83 %; the middle frame everywhere: 26 %)
     with pytest.raises(Exception, match="needs a Fuser"):
         fuse_stack(st.frames, pipeline=None, strategy="tree")
 
 
-def test_breathing_stack_is_aligned_and_reported(tmp_path):
+def test_breathing_stack_is_aligned_and_reported():
     from engine.fusion import fuse_stack
     st = S.make_stack("coffee", 5, (120, 160), noise=1.0, seed=4, breathing=0.03)
     res = fuse_stack(st.frames, pipeline=None, crop=True)
     assert res.transforms and abs(res.transforms[-1].scale - 1) > 0.01      # breathing found
     x0, y0, x1, y1 = res.valid_rect
-    assert res.fused.shape[:2] == (y1 - y0, x1 - x0) and 0 < x0 and x1 < 160
+    assert res.fused.shape[:2] == (y1 - y0, x1 - x0) and 0 < x0 and x1 < 160 and 0 < y0 and y1 < 120
 
 
 def test_cli_unregistrable_frame_is_an_error_when_alignment_was_asked_for(tmp_path, capsys):
