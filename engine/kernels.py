@@ -360,15 +360,9 @@ def cpu_stack_next(state: dict[str, np.ndarray], mi, frame, i: int, lib=None) ->
     return state
 
 
-def cpu_conv3x3_c16(x, weight, bias, bn=None, partials=True, cin=None, y=None, lib=None):
-    """Feature ConvBlock on the host: BatchNorm(ReLU(conv3x3(x) + bias)) -> [N,16,H,W] float32.
-
-    x [N,C,H,W] float32 (the first ``cin`` channels are read, all by default), weight [16,cin,3,3],
-    bias [16], bn [2,16] (scale, shift) or None. ``y`` may be a [N,16,H,W] float32 view into a wider
-    C-contiguous buffer (a channel slice; the batch stride is taken from it). Returns y, or
-    (y, partial sums [N, blocks, 16]) when ``partials``.
-    """
-    lib = _host_lib(lib)
+def _conv_operands(x, weight, bias, bn, cin, y):
+    """The feature convolutions' operands as the kernels take them (C-contiguous float32), and
+    ``y`` made or checked: [N,16,H,W] float32 with dense channel planes (it may be a channel slice)."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     n, c, h, w = x.shape
     cin = c if cin is None else int(cin)
@@ -383,6 +377,21 @@ def cpu_conv3x3_c16(x, weight, bias, bn=None, partials=True, cin=None, y=None, l
     if (y.shape != (n, CONV_COUT, h, w) or y.dtype != np.float32 or y.strides[1:] != (plane * 4, w * 4, 4)
             or not y.flags.writeable):
         raise ValueError(f"y must be a writeable float32 [N,16,H,W] array with dense channel planes, got {y.shape}")
+    return x, cin, weight, bias, bn, y
+
+
+def cpu_conv3x3_c16(x, weight, bias, bn=None, partials=True, cin=None, y=None, lib=None):
+    """Feature ConvBlock on the host: BatchNorm(ReLU(conv3x3(x) + bias)) -> [N,16,H,W] float32.
+
+    x [N,C,H,W] float32 (the first ``cin`` channels are read, all by default), weight [16,cin,3,3],
+    bias [16], bn [2,16] (scale, shift) or None. ``y`` may be a [N,16,H,W] float32 view into a wider
+    C-contiguous buffer (a channel slice; the batch stride is taken from it). Returns y, or
+    (y, partial sums [N, blocks, 16]) when ``partials``.
+    """
+    lib = _host_lib(lib)
+    x, cin, weight, bias, bn, y = _conv_operands(x, weight, bias, bn, cin, y)
+    n, c, h, w = x.shape
+    plane = h * w
     y_stride = y.strides[0] // 4
     ps = np.empty((n, lib.conv3x3_c16_partials(h, w), CONV_COUT), np.float32) if partials else None
     lib.conv3x3_c16(_ptr(x), cin, _ptr(weight), _ptr(bias), _ptr(bn), y.ctypes.data, _ptr(ps), n, h, w, c * plane,
@@ -396,22 +405,11 @@ def cpu_feature_conv(x, weight, bias, bn=None, in_scale=None, algo=CONV_FFMA, pa
     ``in_scale`` ([N, cin] float32, or None) folded into the weights, and ``algo`` CONV_FFMA or
     CONV_3XTF32 (the tensor-core kernel's arithmetic)."""
     lib = _host_lib(lib)
-    x = np.ascontiguousarray(x, dtype=np.float32)
+    x, cin, weight, bias, bn, y = _conv_operands(x, weight, bias, bn, cin, y)
     n, c, h, w = x.shape
-    cin = c if cin is None else int(cin)
-    if not 1 <= cin <= c:
-        raise ValueError(f"cin {cin} out of range for x {x.shape}")
-    weight = np.ascontiguousarray(weight, dtype=np.float32).reshape(CONV_COUT, cin, 3, 3)
-    bias = np.ascontiguousarray(bias, dtype=np.float32).reshape(CONV_COUT)
-    bn = None if bn is None else np.ascontiguousarray(bn, dtype=np.float32).reshape(2, CONV_COUT)
+    plane = h * w
     if in_scale is not None:
         in_scale = np.ascontiguousarray(np.broadcast_to(np.asarray(in_scale, np.float32), (n, cin)))
-    if y is None:
-        y = np.empty((n, CONV_COUT, h, w), np.float32)
-    plane = h * w
-    if (y.shape != (n, CONV_COUT, h, w) or y.dtype != np.float32 or y.strides[1:] != (plane * 4, w * 4, 4)
-            or not y.flags.writeable):
-        raise ValueError(f"y must be a writeable float32 [N,16,H,W] array with dense channel planes, got {y.shape}")
     ps = np.empty((n, lib.conv3x3_c16_partials(h, w), CONV_COUT), np.float32) if partials else None
     lib.feature_conv(_ptr(x), cin, _ptr(in_scale), cin, _ptr(weight), _ptr(bias), _ptr(bn), y.ctypes.data, _ptr(ps),
                      n, h, w, c * plane, y.strides[0] // 4, algo)
