@@ -191,12 +191,9 @@ def _gain_step(prev: _Thumb, cur: _Thumb, step: np.ndarray) -> np.ndarray:
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     warped = cv2.warpPerspective(cur.colour, step, (w, h), flags=flags)
     valid = cv2.warpPerspective(np.ones((cur.hw[0], cur.hw[1]), np.float32), step, (w, h), flags=flags) > 0.999
-    if warped.ndim == 2:
-        warped, ref = warped[..., None], prev.colour[..., None]
-    else:
-        ref = prev.colour
-    num = ref[valid].mean(0)
-    den = warped[valid].mean(0)
+    mask, channels = valid.astype(np.uint8), 1 if warped.ndim == 2 else warped.shape[2]
+    num = np.array(cv2.mean(prev.colour, mask=mask)[:channels])    # float64 sums, no masked copies
+    den = np.array(cv2.mean(warped, mask=mask)[:channels])
     return np.where(den > 1e-3, num / np.maximum(den, 1e-3), 1.0)
 
 
