@@ -1,6 +1,6 @@
 """What alignment adds to a stack: `gacn-fuse --stack` with --align none against --align auto.
 
-    python benchmarks/align_cost.py [--rounds 5] [--strategy focus-weights] [FRAME ...]
+    python benchmarks/align_cost.py [--rounds 15] [--strategy focus-weights] [FRAME ...]
 
 Default frames: the 9-frame 1600x1200 golden microscope stack (it breathes, so `auto` registers
 and warps every frame). Each round runs both commands once, in alternating order, as fresh
@@ -25,7 +25,7 @@ DATA = Path(os.environ.get("GACN_TEST_DATA", REPO.parent / "shared" / "gacn"))
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("frames", nargs="*", type=Path)
-    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=15)
     p.add_argument("--strategy", default="focus-weights")
     p.add_argument("--weights", type=Path, default=DATA / "GACN.pkl")
     args = p.parse_args(argv)
