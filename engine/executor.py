@@ -36,6 +36,13 @@ class Accumulator(Protocol):
         """(fused image, int32 index map) on the host; waits for the work."""
 
 
+class RunningFusion(Accumulator, Protocol):
+    """The sequential strategy's accumulator: its running result is the next network input."""
+
+    def luma(self, ws: Workspace) -> Plane:
+        """The running result's luma [1, H, W] on the executor."""
+
+
 class Executor(Protocol):
     runner: Any          # engine.backends.base.HostRunner or DeviceRunner
     on_device: bool
@@ -78,8 +85,8 @@ class Executor(Protocol):
     def calibration(self, ws: Workspace, mask: Plane, frame0: Image, frame1: Image) -> Accumulator:
         """Decision calibration (spec section 8) started from frames 0 and 1 and M_1 (row 0)."""
 
-    def sequential(self, ws: Workspace, frame0: Image) -> Accumulator:
-        """The authors' one-after-another fusion; its ``luma(ws)`` gives the running result's luma."""
+    def sequential(self, ws: Workspace, frame0: Image) -> RunningFusion:
+        """The authors' one-after-another fusion."""
 
     def fetch(self, ws: Workspace, fused: Image, decision: Plane | None, mask: Plane | None) -> None:
         """Queue the copies of a pair's result to the host."""

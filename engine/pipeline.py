@@ -154,7 +154,9 @@ class Pipeline:
             reference["cse"] = cse[0]
         return cse
 
-    def _resident(self, shape, dtype, frames_held: int, lumas: int, planes: int, extra: int = 0) -> int:
+    def resident(self, shape, dtype, frames_held: int, lumas: int, planes: int, extra: int = 0) -> int:
+        """Bytes of a job's full-size buffers (``plan``'s ``resident``): frames held, float32 lumas
+        and planes, and ``extra``."""
         px = shape[0] * shape[1]
         return frames_held * frame_bytes(shape, dtype) + (lumas + planes) * FLOAT32 * px + extra
 
@@ -166,7 +168,7 @@ class Pipeline:
         preprocess.check_same([(s.shape, s.dtype) for s in src], ["source A", "source B"])
         shape, dtype = src[0].shape, src[0].dtype
         # the frames held, two lumas, M (and D), the host's stacked network input
-        plan = self.plan(2, shape[0], shape[1], self._resident(shape, dtype, frames_held, 4, 2 if decision else 1))
+        plan = self.plan(2, shape[0], shape[1], self.resident(shape, dtype, frames_held, 4, 2 if decision else 1))
         lumas = [ex.luma(ws, f"luma{i}", s) for i, s in enumerate(src)]
         return src, *self.maps(ws, lumas, plan, decision=decision)
 

@@ -208,7 +208,7 @@ def _calibration(pipeline, frame0, items, ref, job):
 
     def plan(k, per_run):
         # frame 0, the batch's frames (twice: the next batch uploads), lumas, masks, accumulator
-        return pipeline.plan(k, h, w, pipeline._resident(f0.shape, f0.dtype, 2 + 2 * per_run, 2 * k, k - 1, 12 * h * w))
+        return pipeline.plan(k, h, w, pipeline.resident(f0.shape, f0.dtype, 2 + 2 * per_run, 2 * k, k - 1, 12 * h * w))
 
     # Batching shares the reference's features, unless only single frames run whole: tiles cost
     # more than the sharing saves (measured at 1600x1200 under 2 GiB: 60 s in tiles, 22 s whole).
@@ -257,7 +257,7 @@ def _sequential(pipeline, frame0, items, ref, job):
     acc = ex.sequential(ref, f0)
     n = 1
     for i, ws, img, luma in pipeline.frames_on_executor((f for f, _ in items), 2):
-        resident = pipeline._resident(f0.shape, f0.dtype, 3, 4, 1, 20 * h * w)
+        resident = pipeline.resident(f0.shape, f0.dtype, 3, 4, 1, 20 * h * w)
         _, m = pipeline.maps(job, [acc.luma(job), luma], pipeline.plan(2, h, w, resident), decision=False)
         acc.update(m, 0, img, i)
         ex.end(ws)
