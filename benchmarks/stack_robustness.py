@@ -37,11 +37,11 @@ RENDERINGS = {
 def depth_map(kind: str, h: int, w: int, rng) -> np.ndarray:
     yy, xx = np.mgrid[0:h, 0:w] / np.array([h, w])[:, None, None]
     if kind == "ramp":
-        return S._normalise(xx + 0.3 * yy)
+        return S.normalise(xx + 0.3 * yy)
     if kind == "blobs":
         d = cv2.GaussianBlur(rng.random((h // 16, w // 16)).astype(np.float32), (0, 0), 1.5)
-        return S._normalise(cv2.resize(d, (w, h), interpolation=cv2.INTER_CUBIC))
-    return S._normalise(np.floor(xx * 4) / 4 + 0.1 * yy)   # steps
+        return S.normalise(cv2.resize(d, (w, h), interpolation=cv2.INTER_CUBIC))
+    return S.normalise(np.floor(xx * 4) / 4 + 0.1 * yy)   # steps
 
 
 def main(argv=None) -> int:

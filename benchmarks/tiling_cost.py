@@ -30,22 +30,16 @@ class PhaseTimer:
 
     def __init__(self, ex):
         self.ex, self.t = ex, {"sums passes": 0.0, "tile network": 0.0}
-        self._network, self._sums = ex.network, ex.block_sums
+        ex.network, ex.block_sums = self._timed(ex.network, "tile network"), self._timed(ex.block_sums, "sums passes")
 
-        def network(*a, **k):
+    def _timed(self, call, phase: str):
+        def timed(*a, **k):
             t = time.perf_counter()
             try:
-                return self._network(*a, **k)
+                return call(*a, **k)
             finally:
-                self.t["tile network"] += time.perf_counter() - t
-
-        def block_sums(*a, **k):
-            t = time.perf_counter()
-            try:
-                return self._sums(*a, **k)
-            finally:
-                self.t["sums passes"] += time.perf_counter() - t
-        ex.network, ex.block_sums = network, block_sums
+                self.t[phase] += time.perf_counter() - t
+        return timed
 
     def reset(self):
         for k in self.t:

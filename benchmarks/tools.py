@@ -44,6 +44,16 @@ def _write_frames(frames: Sequence[np.ndarray], folder: Path) -> list[str]:
     return paths
 
 
+def _run_tool(exe: str, frames: Sequence[np.ndarray], prefix: str, options: Sequence[str]) -> tuple[np.ndarray, float]:
+    """Write the frames, run ``exe options --output=OUT frames`` and return (OUT read back, seconds)."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as d:
+        paths = _write_frames(frames, Path(d))
+        out = Path(d) / "out.png"
+        t = time.perf_counter()
+        subprocess.run([exe, *options, f"--output={out}", *paths], check=True, capture_output=True)
+        return read_image(out), time.perf_counter() - t
+
+
 def run_focus_stack(frames: Sequence[np.ndarray], *, threads: int = 2, extra: Sequence[str] = ()) -> tuple[np.ndarray, float]:
     """focus-stack with its defaults (it aligns, reference = middle frame) and
     ``--align-keep-size`` (no crop: the output has the input's size, borders extrapolated).
@@ -51,13 +61,7 @@ def run_focus_stack(frames: Sequence[np.ndarray], *, threads: int = 2, extra: Se
     exe = focus_stack_path()
     if exe is None:
         raise FileNotFoundError("focus-stack not found")
-    with tempfile.TemporaryDirectory(prefix="fs_") as d:
-        paths = _write_frames(frames, Path(d))
-        out = Path(d) / "out.png"
-        t = time.perf_counter()
-        subprocess.run([exe, "--no-opencl", f"--threads={threads}", "--align-keep-size", f"--output={out}",
-                        *extra, *paths], check=True, capture_output=True)
-        return read_image(out), time.perf_counter() - t
+    return _run_tool(exe, frames, "fs_", ["--no-opencl", f"--threads={threads}", "--align-keep-size", *extra])
 
 
 def run_enfuse(frames: Sequence[np.ndarray]) -> tuple[np.ndarray, float]:
@@ -66,11 +70,5 @@ def run_enfuse(frames: Sequence[np.ndarray]) -> tuple[np.ndarray, float]:
     exe = enfuse_path()
     if exe is None:
         raise FileNotFoundError("enfuse not found")
-    with tempfile.TemporaryDirectory(prefix="enfuse_") as d:
-        paths = _write_frames(frames, Path(d))
-        out = Path(d) / "out.png"
-        t = time.perf_counter()
-        subprocess.run([exe, "--exposure-weight=0", "--saturation-weight=0", "--contrast-weight=1",
-                        "--hard-mask", "--contrast-window-size=5", "--depth=8", f"--output={out}", *paths],
-                       check=True, capture_output=True)
-        return read_image(out), time.perf_counter() - t
+    return _run_tool(exe, frames, "enfuse_", ["--exposure-weight=0", "--saturation-weight=0", "--contrast-weight=1",
+                                               "--hard-mask", "--contrast-window-size=5", "--depth=8"])

@@ -213,7 +213,8 @@ def _resize(image: np.ndarray, depth: np.ndarray, size: tuple[int, int] | None):
             cv2.resize(depth, hw, interpolation=cv2.INTER_NEAREST))
 
 
-def _normalise(d: np.ndarray) -> np.ndarray:
+def normalise(d: np.ndarray) -> np.ndarray:
+    """Depth to 0..1 by its 1st and 99th percentiles (outliers clipped)."""
     lo, hi = np.percentile(d, [1, 99])
     return np.clip((d - lo) / max(hi - lo, 1e-6), 0, 1).astype(np.float32)
 
@@ -232,12 +233,12 @@ def scene(name: str, size: tuple[int, int] | None = None) -> Scene:
         valid = np.isfinite(disp)
         disp = np.where(valid, disp, 0).astype(np.float32)
         disp = _fill(disp, valid.astype(np.float32))
-        depth = _normalise(cv2.medianBlur(disp, 5))
+        depth = normalise(cv2.medianBlur(disp, 5))
     elif name == "coffee":
         image = data.coffee()
         h, w = image.shape[:2]
         yy, xx = np.mgrid[0:h, 0:w] / np.array([h, w])[:, None, None]
-        depth = _normalise(yy + 0.15 * xx)
+        depth = normalise(yy + 0.15 * xx)
     elif name == "cutout":
         image = data.astronaut().copy()
         h, w = image.shape[:2]
@@ -245,12 +246,12 @@ def scene(name: str, size: tuple[int, int] | None = None) -> Scene:
         disc = ((xx - 0.62) / 0.26) ** 2 + ((yy - 0.58) / 0.30) ** 2 < 1
         cat = cv2.resize(data.chelsea(), (w, h), interpolation=cv2.INTER_AREA)
         image[disc] = cat[disc]
-        depth = _normalise(np.where(disc, 0.8 + 0.2 * yy, 0.5 * (1 - yy)))
+        depth = normalise(np.where(disc, 0.8 + 0.2 * yy, 0.5 * (1 - yy)))
     elif name == "chelsea":
         image = data.chelsea()
         h, w = image.shape[:2]
         yy, xx = np.mgrid[0:h, 0:w] / np.array([h, w])[:, None, None]
-        depth = _normalise(-((xx - 0.45) ** 2 + (yy - 0.4) ** 2))
+        depth = normalise(-((xx - 0.45) ** 2 + (yy - 0.4) ** 2))
     else:
         raise ValueError(f"unknown scene '{name}'; choose one of {', '.join(SCENES)}")
     image, depth = _resize(np.ascontiguousarray(image), depth.astype(np.float32), size)

@@ -13,18 +13,11 @@ def test_golden_set_present():
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_onnxruntime_matches_golden(name, ort_fuser, golden):
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_cpu_backend_matches_golden(backend, name, golden, request):
+    fuser = request.getfixturevalue("ort_fuser" if backend == "onnxruntime" else "ov_fuser")
     a, b, g_fused, g_d, g_m = golden(name)
-    res = ort_fuser.fuse(a, b, maps=True)
-    report = metrics.golden_report(res.fused, res.decision, res.mask, g_fused, g_d, g_m)
-    assert metrics.within(report, metrics.FP32), report
-    assert res.fused.dtype == g_fused.dtype and res.fused.shape == g_fused.shape
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_openvino_matches_golden(name, ov_fuser, golden):
-    a, b, g_fused, g_d, g_m = golden(name)
-    res = ov_fuser.fuse(a, b, maps=True)
+    res = fuser.fuse(a, b, maps=True)
     report = metrics.golden_report(res.fused, res.decision, res.mask, g_fused, g_d, g_m)
     assert metrics.within(report, metrics.FP32), report
     assert res.fused.dtype == g_fused.dtype and res.fused.shape == g_fused.shape
