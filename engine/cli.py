@@ -17,7 +17,7 @@ from engine.strategies import DEFAULT as DEFAULT_STRATEGY, NETWORK_FREE, STRATEG
 from engine.imageio import (check_index_map, check_output_image, check_writable, make_output_dir, quiet_opencv,
                             read_image, save_npz_atomic, write_image, write_index_map)
 
-log = logging.getLogger("gacn-fuse")
+log = logging.getLogger(__name__)
 EXIT_BAD_INPUT = 2
 
 
@@ -65,17 +65,40 @@ def _progress(total, desc, quiet, unit="frame"):
     return tqdm(total=total, desc=desc, unit=unit, disable=quiet, leave=True, file=sys.stderr, dynamic_ncols=True)
 
 
+class _Bar:
+    """A progress callback (engine.pipeline_api.Progress) moving a bar of ``unit`` ("tiles",
+    "frames"); made up front when ``total`` is known, else at the first report."""
+
+    def __init__(self, unit, desc, quiet, total=None):
+        self.unit, self.desc, self.quiet = unit, desc, quiet
+        self.bar = None if total is None else _progress(total, desc, quiet, unit=unit[:-1])
+
+    def __call__(self, unit, done, total):
+        if unit != self.unit:
+            return
+        if self.bar is None:
+            self.bar = _progress(total, self.desc, self.quiet, unit=unit[:-1])
+        self.bar.update(done - self.bar.n)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
+
+
 def _same_file(a, b) -> bool:
     return os.path.realpath(a) == os.path.realpath(b)
 
 
-def _make_fuser(args):
+def _make_fuser(args, progress=None):
     from engine.fusion import Fuser
     if args.backend in ("auto", "openvino"):
         from engine.backends.openvino import lean_import
         lean_import()
-    return Fuser(args.backend, weights=args.weights, onnx=args.onnx, engine=args.engine,
-                 precision=args.precision, threads=args.threads, max_memory=args.max_memory, tile=args.tile)
+    return Fuser(args.backend, weights=args.weights, onnx=args.onnx, engine=args.engine, precision=args.precision,
+                 threads=args.threads, max_memory=args.max_memory, tile=args.tile, progress=progress)
 
 
 def _check_args(args, parser):
@@ -112,7 +135,7 @@ def run_pair(args, a, b, names=("source A", "source B")):
     check_output_image(args.output, a.dtype)
     if args.save_maps:
         check_writable(args.save_maps)
-    with _make_fuser(args) as fuser:
+    with _Bar("tiles", "tiles", args.quiet) as bar, _make_fuser(args, progress=bar) as fuser:   # a bar if tiled
         t = time.perf_counter()
         res = fuser.fuse(a, b, maps=bool(args.save_maps) or args.demo, align=args.align or "none")
         log.info("fused %dx%d in %.3f s", a.shape[1], a.shape[0], time.perf_counter() - t)
@@ -175,14 +198,11 @@ def run_stack(args) -> int:
     from engine.fusion import fuse_stack
     no_network = args.strategy in NETWORK_FREE
     with (nullcontext() if no_network else _make_fuser(args)) as fuser, \
-            _progress(len(paths), "stack", args.quiet) as bar:
-        def frames():
-            for img in itertools.chain([first], prefetch(read_image, paths[1:])):
-                bar.update()
-                yield img
+            _Bar("frames", "stack", args.quiet, total=len(paths)) as bar:   # moves per fused frame
         t = time.perf_counter()
-        res = fuse_stack(frames(), pipeline=None if no_network else fuser.pipeline, strategy=args.strategy,
-                         align=args.align or "auto", names=paths, crop=args.crop)
+        res = fuse_stack(itertools.chain([first], prefetch(read_image, paths[1:])),
+                         pipeline=None if no_network else fuser.pipeline, strategy=args.strategy,
+                         align=args.align or "auto", names=paths, crop=args.crop, progress=bar)
         log.info("fused %d frames in %.2f s (%s)", res.frames, time.perf_counter() - t, args.strategy)
     write_image(args.output, res.fused, announce=False)
     if args.index_map:

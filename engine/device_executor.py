@@ -8,7 +8,8 @@ flight (engine.streaming) one frame's copies overlap another's compute. Host mem
 copies is pinned and kept per workspace; device arrays (CUDA array interface or DLPack) are
 copied on the device. ``begin`` waits for a workspace's previous job before its pinned buffers
 are written again. The CUDA layer (``cuda_api``, engine.cuda) and the kernel library are
-injected, so tests run all of this on the host with an asynchronous stand-in.
+injected, so tests run all of this on the host with an asynchronous stand-in. It implements
+engine.executor.Executor and engine.pipeline_api.StackAccumulators.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from engine import kernels as K
 from engine import memory, preprocess
-from engine.errors import BackendError
+from engine.executor import check_finite
 from engine.results import FusionResult
 from engine.stack import Sequential
 
@@ -187,7 +188,7 @@ class DeviceExecutor:
             self.cuda.copy_2d_async(dst + i * F32 * th * tw, F32 * tw, plane.ptr + F32 * (y0 * width + x0), F32 * width,
                                     F32 * tw, th, self.compute, "d2d")
 
-    def network(self, ws, lumas, tiles, cse, decision, mask) -> None:
+    def network(self, ws, lumas, tiles, cse, decision, mask, on_tile=None) -> None:
         stream = self._computing(ws)
         k = len(lumas)
         _, height, width = lumas[0].shape
@@ -214,8 +215,10 @@ class DeviceExecutor:
                     self.cuda.copy_2d_async(plane.ptr + F32 * (j * height * width + ys.start * width + xs.start),
                                             F32 * width, src + F32 * (j * th * tw + cy.start * tw + cx.start), F32 * tw,
                                             F32 * (xs.stop - xs.start), ys.stop - ys.start, self.compute, "d2d")
+            if on_tile is not None:
+                on_tile()
 
-    def block_sums(self, ws, block, lumas, tiles, cse) -> np.ndarray:
+    def block_sums(self, ws, block, lumas, tiles, cse, on_tile=None) -> np.ndarray:
         stream = self._computing(ws)
         k = len(lumas)
         y0, y1, x0, x1 = tiles[0].window
@@ -232,6 +235,8 @@ class DeviceExecutor:
             self._windows_in(io["luma"], lumas, tile, th, tw)
             self.runner.enqueue(stream)
             self.cuda.copy_async(rows.ptr + F32 * per_tile * t, io["sums"], F32 * per_tile, self.compute, "d2h")
+            if on_tile is not None:
+                on_tile()
         self.compute.synchronize()   # the next pass needs these scales on the host
         sums = rows.view((len(tiles), k, 16, th), np.float32)
         total = np.zeros((k, 16), np.float64)
@@ -252,35 +257,34 @@ class DeviceExecutor:
         return _DeviceSequential(self, ws, frame0)
 
     # -- results -------------------------------------------------------------------------------------
-    def fetch(self, ws, fused, decision, mask) -> None:
+    def fetch(self, ws, fused, decision, mask, maps) -> None:
+        """The fused image, and M always (4 bytes a pixel on the copy stream: ``collect`` checks
+        it as the host executor does), D when given."""
         ev = ws.ev
         ev["c1"].record(self.compute)
         self.d2h.wait(ev["c1"])
         ev["d0"].record(self.d2h)
         pin = ws.pinned("out", fused.nbytes)
         self.cuda.copy_async(pin.ptr, fused.ptr, fused.nbytes, self.d2h, "d2h")
-        maps = [p for p in (decision, mask) if p is not None]
         hw = fused.shape[0] * fused.shape[1]
-        if maps:
-            pin_maps = ws.pinned("maps", 2 * F32 * hw)
-            for i, p in enumerate((decision, mask)):
-                if p is not None:
-                    self.cuda.copy_async(pin_maps.ptr + i * F32 * hw, p.ptr, F32 * hw, self.d2h, "d2h")
+        pin_maps = ws.pinned("maps", 2 * F32 * hw)
+        for i, p in enumerate((decision, mask)):
+            if p is not None:
+                self.cuda.copy_async(pin_maps.ptr + i * F32 * hw, p.ptr, F32 * hw, self.d2h, "d2h")
         ev["d1"].record(self.d2h)
-        ws.pending = (fused.shape, fused.dtype, decision is not None, mask is not None)
+        ws.pending = (fused.shape, fused.dtype, decision is not None, maps)
 
     def collect(self, ws) -> FusionResult:
         ev = ws.ev
         ev["d1"].synchronize()
-        shape, dtype, with_d, with_m = ws.pending
+        shape, dtype, with_d, maps = ws.pending
         ws.pending = None
         res = FusionResult(ws.pinned("out", 0).view(shape, dtype).copy())
-        if with_d or with_m:
-            dm = ws.pinned("maps", 0).view((2, *shape[:2]), np.float32)
+        dm = ws.pinned("maps", 0).view((2, *shape[:2]), np.float32)
+        check_finite(self.runner.name, dm[0] if with_d else None, dm[1])
+        if maps:
             res.decision = dm[0].copy() if with_d else None
-            res.mask = dm[1].copy() if with_m else None
-            if not all(np.isfinite(x).all() for x in (res.decision, res.mask) if x is not None):
-                raise BackendError(f"{self.runner.name} produced non-finite decision values")
+            res.mask = dm[1].copy()
         res.timings = {"h2d": ev["h2d"].elapsed_ms(ev["start"]), "compute": ev["c1"].elapsed_ms(ev["c0"]),
                        "d2h": ev["d1"].elapsed_ms(ev["d0"]), "total": ev["d1"].elapsed_ms(ev["start"])}
         return res
@@ -340,8 +344,8 @@ class _DeviceSequential:
         self.ex, self.ws = ex, ws
         self.acc = Sequential(ex.to_host(frame0))
 
-    def luma(self, ws) -> DeviceArray:
-        host = self.acc.luma()
+    def luma(self) -> DeviceArray:
+        host, ws = self.acc.luma(), self.ws
         h, w = host.shape
         pin = ws.pinned("seq_luma", F32 * h * w)   # its last copy finished: update() waited
         np.copyto(pin.view((h, w), np.float32), host)

@@ -1,9 +1,10 @@
 """The executor contract: where a job's pixels live and how the network runs on them.
 
-engine.pipeline holds the one orchestration of pairs, stacks, streams and tiles, and calls
-only this interface. Two implementations: engine.host_executor (numpy around a HostRunner,
-synchronous) and engine.device_executor (GPU buffers, three CUDA streams, the kernel library,
-around a DeviceRunner; every call is stream-ordered and nothing waits unless it says so).
+engine.pipeline runs pairs, streams, tiles and a stack's network runs through this interface;
+the stack accumulators are a capability of their own (engine.pipeline_api.StackAccumulators),
+which both executors also implement. Two implementations: engine.host_executor (numpy around a
+HostRunner, synchronous) and engine.device_executor (GPU buffers, three CUDA streams, the kernel
+library, around a DeviceRunner; every call is stream-ordered and nothing waits unless it says so).
 
 Handles (``Image``, ``Plane``) are the executor's own: numpy arrays on the host, device buffers
 on a GPU. A ``Workspace`` owns the buffers of one frame in flight; it is reused, and ``begin``
@@ -11,10 +12,11 @@ waits until its previous job no longer reads or writes them.
 """
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
+from engine.errors import BackendError
 from engine.results import FusionResult
 from engine.tiling import Tile
 
@@ -24,23 +26,6 @@ Plane = Any   # float32 planes [n, H, W] on the executor; .shape
 
 class Workspace(Protocol):
     """Named buffers and events of one frame in flight (opaque to the pipeline)."""
-
-
-class Accumulator(Protocol):
-    """A stack strategy's running state on the executor (engine.stack holds the host ones)."""
-
-    def update(self, mask: Plane, k: int, frame: Image, index: int) -> None:
-        """Fold in frame ``index`` with mask row ``k`` of ``mask`` (how much the reference wins)."""
-
-    def result(self) -> tuple[np.ndarray, np.ndarray]:
-        """(fused image, int32 index map) on the host; waits for the work."""
-
-
-class RunningFusion(Accumulator, Protocol):
-    """The sequential strategy's accumulator: its running result is the next network input."""
-
-    def luma(self, ws: Workspace) -> Plane:
-        """The running result's luma [1, H, W] on the executor."""
 
 
 class Executor(Protocol):
@@ -71,30 +56,34 @@ class Executor(Protocol):
         """An uninitialised [n, H, W] float32 plane set in ``ws``."""
 
     def network(self, ws: Workspace, lumas: Sequence[Plane], tiles: Sequence[Tile] | None, cse: np.ndarray | None,
-                decision: Plane | None, mask: Plane) -> None:
+                decision: Plane | None, mask: Plane, on_tile: Callable[[], None] | None = None) -> None:
         """D and M of frame 0 against each other frame: whole frames (``tiles`` None, CSE in the
-        network) or each tile's core with the frames' CSE scales ``cse`` [K,64,1,1]."""
+        network) or each tile's core with the frames' CSE scales ``cse`` [K,64,1,1]; ``on_tile()``
+        after each tile is run (host) or queued (GPU)."""
 
     def block_sums(self, ws: Workspace, block: int, lumas: Sequence[Plane], tiles: Sequence[Tile],
-                   cse: np.ndarray) -> np.ndarray:
+                   cse: np.ndarray, on_tile: Callable[[], None] | None = None) -> np.ndarray:
         """float64 [K,16]: the sum of feature block ``block``'s output over the tiles' cores."""
 
     def blend(self, ws: Workspace, name: str, a: Image, b: Image, mask: Plane, k: int = 0) -> Image:
         """Spec section 7 with mask row ``k``: round(clip(M A + (1 - M) B) * max)."""
 
-    def calibration(self, ws: Workspace, mask: Plane, frame0: Image, frame1: Image) -> Accumulator:
-        """Decision calibration (spec section 8) started from frames 0 and 1 and M_1 (row 0)."""
-
-    def sequential(self, ws: Workspace, frame0: Image) -> RunningFusion:
-        """The authors' one-after-another fusion."""
-
-    def fetch(self, ws: Workspace, fused: Image, decision: Plane | None, mask: Plane | None) -> None:
-        """Queue the copies of a pair's result to the host."""
+    def fetch(self, ws: Workspace, fused: Image, decision: Plane | None, mask: Plane, maps: bool) -> None:
+        """Queue the copies of a pair's result to the host: the fused image and its mask (checked
+        in ``collect``), D if given; the result carries D and M only if ``maps``."""
 
     def collect(self, ws: Workspace) -> FusionResult:
-        """Wait for ``fetch``'s copies and return the result (host arrays, owned by the caller)."""
+        """Wait for ``fetch``'s copies and return the result (host arrays, owned by the caller);
+        raises BackendError if a map behind it is not finite (``check_finite``)."""
 
     def to_host(self, image: Image) -> np.ndarray:
         """A host copy of an executor image (waits)."""
 
     def close(self) -> None: ...
+
+
+def check_finite(runner_name: str, *maps: np.ndarray | None) -> None:
+    """The one check of the network's maps on the host (both executors): non-finite D or M is
+    a broken backend, never written out."""
+    if not all(np.isfinite(m).all() for m in maps if m is not None):
+        raise BackendError(f"{runner_name} produced non-finite decision values; refusing to write them")

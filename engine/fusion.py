@@ -11,6 +11,7 @@ from engine.backends.base import HOST_BACKENDS, create_runner, resolve_backend
 from engine.errors import InputError
 from engine.align import MODELS, StackAligner, common_rect, warp
 from engine.pipeline import Pipeline
+from engine.pipeline_api import Progress
 from engine.prefetch import background
 from engine.results import FusionResult, StackResult, StreamResult
 from engine.streaming import stream
@@ -43,14 +44,17 @@ def _aligned(frames: Iterable[np.ndarray], align: str, names, transforms: list) 
 
 
 def fuse_stack(frames: Iterable[np.ndarray], *, pipeline: Pipeline | None, strategy: str = strategies.DEFAULT,
-               align: str = "auto", names: Sequence[str] | None = None, crop: bool = False) -> StackResult:
-    """Fuse a focus stack read one frame at a time (frame 0 is the reference).
+               align: str = "auto", names: Sequence[str] | None = None, crop: bool = False,
+               progress: Progress | None = None) -> StackResult:
+    """Fuse a focus stack read one frame at a time (frame 0 is the reference): the one stack
+    entry point (``Fuser.fuse_stack`` calls it with its pipeline; engine.strategies runs it).
 
     ``align`` (default auto): register each frame to its neighbour, chained to frame 0 (focus
     breathing, shifts, exposure; engine.align); registered stacks are left as they are. The
     output keeps frame 0's geometry; pixels a warped frame does not cover come from the frames
     that cover them, ``valid_rect`` is the area every frame covers and ``crop`` cuts to it.
-    ``pipeline`` may be None for a strategy that runs no network (strategies.NETWORK_FREE)."""
+    ``pipeline`` may be None for a strategy that runs no network (strategies.NETWORK_FREE).
+    ``progress("frames", fused, read)`` after each frame is fused."""
     strategies.check(strategy)
     if pipeline is None and strategy not in strategies.NETWORK_FREE:
         raise InputError(f"the '{strategy}' strategy runs the network: it needs a Fuser")
@@ -58,9 +62,13 @@ def fuse_stack(frames: Iterable[np.ndarray], *, pipeline: Pipeline | None, strat
     def name(i):
         return names[i] if names and i < len(names) else f"frame {i}"
 
+    read = 0
+
     def checked() -> Iterator[np.ndarray]:
+        nonlocal read
         first = None
         for i, img in enumerate(frames):
+            read = i + 1
             if first is None:
                 first = preprocess.check_image(img, name(0))
                 yield first
@@ -71,7 +79,8 @@ def fuse_stack(frames: Iterable[np.ndarray], *, pipeline: Pipeline | None, strat
     items = _aligned(checked(), align, names, transforms)
     if align != "none":  # register and warp the next frames on a thread while this one is fused
         items = background(items, depth=2)
-    fused, index, n = strategies.fuse_stack(pipeline, items, strategy)
+    done = None if progress is None else (lambda fused: progress("frames", fused, read))
+    fused, index, n = strategies.run(pipeline, items, strategy, done)
     rect = None
     if any(not t.identity for t in transforms):
         rect = common_rect([t for t in transforms if t.ok], fused.shape[:2])   # a failed frame is used unwarped
@@ -91,10 +100,13 @@ class Fuser:
     ``max_memory`` (bytes or "2G"; default 2 GiB on the CPU, the free GPU memory less a margin on
     a GPU) bounds each job's working memory: frames that do not fit whole run in exact tiles.
     ``tile``: None chooses, 0 never tiles, N forces N x N pixel tiles.
+    ``progress(unit, done, total)``: tiles of a tiled frame ("tiles") and frames of a stack
+    ("frames": fused of read), engine.pipeline_api.Progress.
     """
 
     def __init__(self, backend: str = "auto", *, weights=None, onnx=None, engine=None,
-                 precision: str = "fp32", threads: int | None = None, max_memory=None, tile: int | None = None):
+                 precision: str = "fp32", threads: int | None = None, max_memory=None, tile: int | None = None,
+                 progress: Progress | None = None):
         from engine.memory import parse_size
         from engine.weights import resolve_weights
         budget = parse_size(max_memory) if max_memory is not None else None  # bad input before loading
@@ -114,7 +126,7 @@ class Fuser:
             from engine.host_executor import HostExecutor
             executor = HostExecutor(runner)
         try:
-            self.pipeline = Pipeline(executor, max_memory=budget, tile=tile)
+            self.pipeline = Pipeline(executor, max_memory=budget, tile=tile, progress=progress)
         except BaseException:
             executor.close()
             raise
@@ -139,7 +151,8 @@ class Fuser:
     def fuse_stack(self, frames: Iterable[np.ndarray], *, strategy: str = strategies.DEFAULT, align: str = "auto",
                    names: Sequence[str] | None = None, crop: bool = False) -> StackResult:
         """Fuse a focus stack read one frame at a time (frame 0 is the reference); see fuse_stack."""
-        return fuse_stack(frames, pipeline=self.pipeline, strategy=strategy, align=align, names=names, crop=crop)
+        return fuse_stack(frames, pipeline=self.pipeline, strategy=strategy, align=align, names=names, crop=crop,
+                          progress=self.pipeline.progress)
 
     def stream(self, pairs: Iterable, *, slots: int = 3, maps: bool = False) -> Iterator[StreamResult]:
         """Fuse a stream of ``(a, b)`` pairs with ``slots`` frames in flight; results come in input

@@ -1,10 +1,13 @@
-"""The executor on the host: numpy planes around a HostRunner (OpenVINO, ONNX Runtime), synchronous."""
+"""The executor on the host: numpy planes around a HostRunner (OpenVINO, ONNX Runtime), synchronous.
+
+It implements engine.executor.Executor and the StackAccumulators capability of
+engine.pipeline_api (engine.stack's numpy accumulators)."""
 from __future__ import annotations
 
 import numpy as np
 
 from engine import memory, preprocess
-from engine.errors import BackendError
+from engine.executor import check_finite
 from engine.results import FusionResult
 from engine.stack import Calibration, Sequential
 
@@ -15,7 +18,7 @@ class HostWorkspace:
 
 
 class _HostAccumulator:
-    """engine.stack's numpy accumulators behind the executor's Accumulator contract."""
+    """engine.stack's numpy accumulators behind engine.pipeline_api.Accumulator."""
 
     def __init__(self, acc):
         self.acc = acc
@@ -23,7 +26,7 @@ class _HostAccumulator:
     def update(self, mask, k, frame, index):
         self.acc.update(mask[k], frame, index)
 
-    def luma(self, ws):
+    def luma(self):
         return self.acc.luma()[None]
 
     def result(self):
@@ -70,11 +73,11 @@ class HostExecutor:
         ys, xs = tile.window_slices
         return np.stack([p[0, ys, xs] for p in lumas])[:, None]
 
-    def network(self, ws, lumas, tiles, cse, decision, mask) -> None:
+    def network(self, ws, lumas, tiles, cse, decision, mask, on_tile=None) -> None:
         for tile in tiles or [None]:
             d, m = self.runner.infer(self._window(lumas, tile), cse)
-            if not (np.isfinite(d).all() and np.isfinite(m).all()):
-                raise BackendError(f"{self.runner.name} produced non-finite decision values; refusing to write them")
+            if on_tile is not None:
+                on_tile()
             if tile is None:
                 mask[...] = m[:, 0]
                 if decision is not None:
@@ -85,7 +88,7 @@ class HostExecutor:
             if decision is not None:
                 decision[:, ys, xs] = d[:, 0, cy, cx]
 
-    def block_sums(self, ws, block, lumas, tiles, cse) -> np.ndarray:
+    def block_sums(self, ws, block, lumas, tiles, cse, on_tile=None) -> np.ndarray:
         total = np.zeros((len(lumas), 16), np.float64)
         for tile in tiles:
             cy, cx = tile.core_in_window
@@ -94,6 +97,8 @@ class HostExecutor:
             colmask[cx] = 1
             rows = self.runner.block_sums(block, window, cse, colmask)
             total += rows[:, :, cy].sum(axis=2, dtype=np.float64)
+            if on_tile is not None:
+                on_tile()
         return total
 
     def blend(self, ws, name, a, b, mask, k=0):
@@ -105,11 +110,14 @@ class HostExecutor:
     def sequential(self, ws, frame0):
         return _HostAccumulator(Sequential(frame0))
 
-    def fetch(self, ws, fused, decision, mask) -> None:
-        ws.result = FusionResult(fused, None if decision is None else decision[0], None if mask is None else mask[0])
+    def fetch(self, ws, fused, decision, mask, maps) -> None:
+        ws.result = FusionResult(fused, None if decision is None else decision[0], mask[0]), maps
 
     def collect(self, ws) -> FusionResult:
-        res, ws.result = ws.result, None
+        (res, maps), ws.result = ws.result, None
+        check_finite(self.runner.name, res.decision, res.mask)
+        if not maps:
+            res.decision = res.mask = None
         return res
 
     def to_host(self, image) -> np.ndarray:

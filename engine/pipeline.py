@@ -1,21 +1,26 @@
-"""The one orchestration of GACN jobs: pairs, focus stacks, streams and tiles, over an Executor.
+"""GACN jobs over an Executor: pairs, streams, tiles, and the network runs of focus stacks.
 
-Everything here is written once for every backend: engine.host_executor and
-engine.device_executor provide the primitives (engine.executor). A job's memory is planned
-before it runs (``plan``): whole frames when they fit the budget, else the exact tiled
-execution of engine.tiling with the largest tile that fits, else a clear refusal.
+Written once for every backend: engine.host_executor and engine.device_executor provide the
+primitives (engine.executor). A job's memory is planned before it runs (``plan``): whole frames
+when they fit the budget, else the exact tiled execution of engine.tiling with the largest tile
+that fits, else a clear refusal. Callers use the interfaces of engine.pipeline_api: pairs and
+streams (``PairPipeline``); the stack strategies (engine.strategies) decide how frames merge
+and reach the executor only through ``StackPipeline`` and the ``StackJob`` it opens.
 """
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
 from engine import preprocess
 from engine.errors import InputError
+from engine.executor import check_finite
 from engine.memory import format_size, parse_size
+from engine.pipeline_api import Progress, StackFrame
 from engine.results import FusionResult
 from engine.tiling import (MIN_TILE, SUMS_HALO, TILE_ALIGN, Tile, check_tile, excite, plan as tile_plan,
                            window_shape)
@@ -44,12 +49,15 @@ class Pipeline:
     ``max_memory``: bytes or a size string ("2G"); default the executor's (engine.memory).
     ``tile``: None picks whole frames or the largest tile that fits; 0 never tiles; N forces
     tiles of N x N pixels (the window the network sees, overlap included).
+    ``progress(unit, done, total)`` (engine.pipeline_api.Progress): called with "tiles" after
+    each tile run of a tiled frame (its sums passes included; on a GPU, when it is queued).
     """
 
-    def __init__(self, executor, *, max_memory=None, tile: int | None = None):
+    def __init__(self, executor, *, max_memory=None, tile: int | None = None, progress: Progress | None = None):
         self.ex = executor
         self.budget = parse_size(max_memory) if max_memory is not None else executor.budget()
         self.tile = check_tile(tile)
+        self.progress = progress
         self._pools: dict[str, list] = {}
 
     # -- planning ------------------------------------------------------------------------------------
@@ -136,17 +144,31 @@ class Pipeline:
         if plan.side is None:
             ex.network(ws, lumas, None, None, d, m)
         else:
-            ex.network(ws, lumas, plan.tiles, self.scales(ws, lumas, plan, reference), d, m)
+            tick = self._ticker(plan)
+            ex.network(ws, lumas, plan.tiles, self.scales(ws, lumas, plan, reference, tick), d, m, tick)
         return d, m
 
-    def scales(self, ws, lumas, plan: Plan, reference: dict | None = None) -> np.ndarray:
+    def _ticker(self, plan: Plan):
+        """``tick()`` per tile run of ``plan`` (sums passes, then the network), reported to ``progress``."""
+        if self.progress is None:
+            return None
+        total = len(plan.tiles) + len(self.ex.runner.cse_weights) * len(plan.sums_tiles)
+        done = 0
+
+        def tick():
+            nonlocal done
+            done += 1
+            self.progress("tiles", done, total)
+        return tick
+
+    def scales(self, ws, lumas, plan: Plan, reference: dict | None = None, tick=None) -> np.ndarray:
         """Every frame's CSE scales [K,64,1,1], exactly as over the whole frame (engine.tiling)."""
         cached = reference.get("cse") if reference is not None else None
         todo = list(lumas[1:] if cached is not None else lumas)
         _, h, w = lumas[0].shape
         cse = np.zeros((len(todo), 64, 1, 1), np.float32)
         for block, (fc1, fc2) in enumerate(self.ex.runner.cse_weights):
-            total = self.ex.block_sums(ws, block, todo, plan.sums_tiles, cse[:, :16 * block])
+            total = self.ex.block_sums(ws, block, todo, plan.sums_tiles, cse[:, :16 * block], tick)
             cse[:, 16 * block:16 * (block + 1), 0, 0] = excite(fc1, fc2, total / (h * w))
         if cached is not None:
             return np.concatenate([cached[None], cse])
@@ -178,7 +200,7 @@ class Pipeline:
         ex.begin(ws)
         try:  # end() also after a failure: the next job on ws waits for what was queued
             src, d, m = self._pair(ws, a, b, maps, frames_held=3)
-            ex.fetch(ws, ex.blend(ws, "fused", src[0], src[1], m), d, m if maps else None)
+            ex.fetch(ws, ex.blend(ws, "fused", src[0], src[1], m), d, m, maps)
         finally:
             ex.end(ws)
 
@@ -197,9 +219,11 @@ class Pipeline:
         ex.begin(ws)
         try:
             _, _, m = self._pair(ws, a, b, False, frames_held=2)
-            return np.array(ex.to_host(m)[0])
+            m = np.array(ex.to_host(m)[0])
         finally:
             ex.end(ws)
+        check_finite(ex.runner.name, m)
+        return m
 
     def workspaces(self, purpose: str, n: int) -> list:
         """``n`` workspaces for one purpose (a stream's slots, a stack's frames), kept from one job
@@ -209,23 +233,61 @@ class Pipeline:
             pool.append(self.ex.workspace())
         return pool[:n]
 
-    def fence(self, purpose: str) -> None:
-        """``end`` every workspace of ``purpose``, so that work a failed job left queued on them
-        completes before they are used again (after a success it is a no-op in effect)."""
-        for ws in self._pools.get(purpose, []):
-            self.ex.end(ws)
-
-    def frames_on_executor(self, frames, ring: int, start: int = 1):
-        """(index, workspace, image, luma) for host frames, each in the next of ``ring`` workspaces
-        (a frame's workspace is reused only after the pipeline is done with the frame ``ring``
-        places before it)."""
+    @contextmanager
+    def stack_job(self) -> Iterator["_StackJob"]:
+        """A StackJob (engine.pipeline_api) on the pool's reference and job workspaces; on leaving,
+        every workspace it used is ended, so that work a failed stack left queued completes
+        before they are used again."""
         ex = self.ex
-        spaces = self.workspaces("stack frames", ring)
-        for i, frame in enumerate(frames, start=start):
-            ws = spaces[(i - start) % ring]
-            ex.begin(ws)
-            img = ex.put(ws, "frame", frame, f"frame {i}")
-            yield i, ws, img, ex.luma(ws, "luma", img)
+        ref, job = self.workspaces("stack", 2)
+        ex.begin(ref)
+        ex.begin(job)
+        try:
+            yield _StackJob(self, ref, job)
+        finally:
+            for ws in self._pools.get("stack frames", []):
+                ex.end(ws)
+            ex.end(ref)
+            ex.end(job)
 
     def close(self) -> None:
         self.ex.close()
+
+
+class _StackJob:
+    """engine.pipeline_api.StackJob over a Pipeline: frame 0 on ``ref``, network runs on ``job``."""
+
+    def __init__(self, pipeline: Pipeline, ref, job):
+        self._pipe, self._ex, self._ref, self._job = pipeline, pipeline.ex, ref, job
+        self.max_frames = self._ex.runner.max_frames
+        self._shape = self._dtype = None
+
+    def reference(self, frame: np.ndarray):
+        img = self._ex.put(self._ref, "frame", frame, "frame 0")
+        self._shape, self._dtype = img.shape, img.dtype
+        return img, self._ex.luma(self._ref, "luma", img)
+
+    def frames(self, frames: Iterable[np.ndarray], ring: int) -> Iterator[StackFrame]:
+        ex = self._ex
+        spaces = self._pipe.workspaces("stack frames", ring)
+        for i, frame in enumerate(frames, start=1):
+            ws = spaces[(i - 1) % ring]
+            ex.begin(ws)
+            img = ex.put(ws, "frame", frame, f"frame {i}")
+            yield StackFrame(i, img, ex.luma(ws, "luma", img), ws)
+
+    def release(self, frame: StackFrame) -> None:
+        self._ex.end(frame.workspace)
+
+    def plan(self, k: int, frames_held: int, lumas: int, planes: int, extra: int = 0) -> Plan:
+        h, w = self._shape[:2]
+        return self._pipe.plan(k, h, w, self._pipe.resident(self._shape, self._dtype, frames_held, lumas, planes, extra))
+
+    def mask(self, lumas, plan: Plan, reference: dict | None = None):
+        return self._pipe.maps(self._job, lumas, plan, decision=False, reference=reference)[1]
+
+    def calibration(self, mask, frame0, frame1):
+        return self._ex.calibration(self._job, mask, frame0, frame1)
+
+    def sequential(self, frame0):
+        return self._ex.sequential(self._ref, frame0)

@@ -1,11 +1,13 @@
 """Focus-stack strategies: how N frames (already in frame 0's geometry) become one image.
 
-Each takes an iterator of ``(frame, valid)`` pairs (host frames; ``valid`` a bool mask of the
-pixels the frame covers after alignment, or None for all) and returns ``(fused, index, n)``:
+Each takes a pipeline (engine.pipeline_api.StackPipeline: its declared interface, or None for
+a strategy that runs no network), an iterator of ``(frame, valid)`` pairs (host frames;
+``valid`` a bool mask of the pixels the frame covers after alignment, or None for all) and
+``done(n)``, told the frames fused so far; it returns ``(fused, index, n)``:
 ``index`` (int32 H x W) says which frame each output pixel comes from (its meaning per strategy
 is in STRATEGY_HELP), ``n`` the frames read. Memory is constant in the number of frames (the
 tree's O(log N) pending merges aside), and in pixels wherever the network runs (the pipeline
-tiles it); the elementwise work runs in bands of rows.
+tiles it); the elementwise work runs in bands of rows. The host accumulators are engine.stack's.
 
 Measured on rendered ground truth (benchmarks/stack_quality.py, benchmarks/RESULTS.md):
 ``focus-weights`` is the best strategy on stacks, GACN's own pairwise strategies are not, so
@@ -15,13 +17,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
-import cv2
 import numpy as np
 
 from engine import preprocess
 from engine.errors import InputError
+from engine.pipeline_api import StackJob, StackPipeline
+from engine.stack import FocusWeights, as_image, to_float
 
 log = logging.getLogger(__name__)
 
@@ -39,88 +42,21 @@ STRATEGIES = tuple(STRATEGY_HELP)
 NETWORK_FREE = {"focus-weights"}   # strategies that run no network (no checkpoint needed)
 
 
-def _to_float(img: np.ndarray) -> np.ndarray:
-    return img.astype(np.float32) / np.float32(preprocess.max_value(img.dtype))
+Done = Callable[[int], None] | None   # told the number of frames fused so far
+Result = tuple[np.ndarray, np.ndarray, int]
 
 
-def _as_image(f: np.ndarray, dtype) -> np.ndarray:
-    peak = np.float32(preprocess.max_value(dtype))
-    out = np.empty(f.shape, dtype)
-    for rows in preprocess.bands(*f.shape[:2]):
-        out[rows] = np.rint(np.clip(f[rows], 0, 1) * peak)
-    return out
+def _tell(done: Done, n: int) -> None:
+    if done is not None:
+        done(n)
 
 
-# -- focus-weights -----------------------------------------------------------------------------------
-class FocusWeights:
-    """Per-pixel soft selection by a local focus measure, one frame at a time.
-
-    The measure is the local energy of the luma Laplacian, E = G_sigma * (lap L)^2 (L in [0, 1]);
-    each frame's weight is E ** power normalised over the frames, so the sharpest frame
-    dominates while frames about as sharp (a pixel between two focus planes, a flat region where
-    only noise differs) are averaged, which also lowers the noise. Accumulated in the log domain
-    with a running maximum (log-sum-exp): memory is the weighted sum, the weight sum, the running
-    maximum and the index map, whatever the number of frames. The measure is computed in bands
-    of rows with a halo of HALO rows, the same values as over the whole frame. Uncovered pixels
-    (``valid`` False) get weight 0."""
-
-    FLOOR = 1e-8     # energy floor (luma^2 units): flat regions get equal weights
-    INVALID = np.float32(-1e30)
-    HALO = 8         # rows: the 3x3 Laplacian (1) and OpenCV's float Gaussian kernel at sigma 1.5 (6)
-    BAND = 256
-
-    def __init__(self, sigma: float = 1.5, power: float = 3.0):
-        self.sigma, self.power = sigma, np.float32(power)
-        self.num = self.den = self.top = self.index = None
-        self.dtype = None
-
-    def measure(self, frame: np.ndarray, rows: slice | None = None) -> np.ndarray:
-        """E over ``rows`` of the frame (all rows by default), from a band with its halo."""
-        h = frame.shape[0]
-        rows = rows or slice(0, h)
-        y0, y1 = max(rows.start - self.HALO, 0), min(rows.stop + self.HALO, h)
-        lap = cv2.Laplacian(preprocess.luma(frame[y0:y1]), cv2.CV_32F, ksize=3)
-        energy = cv2.GaussianBlur(lap * lap, (0, 0), self.sigma)
-        return energy[rows.start - y0:rows.stop - y0]
-
-    def add(self, frame: np.ndarray, valid: np.ndarray | None, i: int) -> None:
-        h, w = frame.shape[:2]
-        if self.num is None:
-            self.dtype = frame.dtype
-            self.num = np.zeros(frame.shape, np.float32)
-            self.den = np.zeros((h, w), np.float32)
-            self.top = np.full((h, w), self.INVALID, np.float32)
-            self.index = np.zeros((h, w), np.int32)
-        for y in range(0, h, self.BAND):
-            rows = slice(y, min(y + self.BAND, h))
-            lw = self.power * np.log(self.measure(frame, rows) + np.float32(self.FLOOR))
-            if valid is not None:
-                lw[~valid[rows]] = self.INVALID
-            top = self.top[rows]
-            new_top = np.maximum(top, lw)
-            old, new = np.exp(top - new_top), np.exp(lw - new_top)
-            f = _to_float(frame[rows])
-            if f.ndim == 3:
-                self.num[rows] = self.num[rows] * old[..., None] + f * new[..., None]
-            else:
-                self.num[rows] = self.num[rows] * old + f * new
-            self.den[rows] = self.den[rows] * old + new
-            self.index[rows][lw > top] = i
-            self.top[rows] = new_top
-
-    def result(self) -> tuple[np.ndarray, np.ndarray]:
-        out = np.empty(self.num.shape, np.float32)
-        for rows in preprocess.bands(*out.shape[:2]):
-            d = np.maximum(self.den[rows], np.float32(1e-30))
-            out[rows] = self.num[rows] / (d[..., None] if out.ndim == 3 else d)
-        return _as_image(out, self.dtype), self.index
-
-
-def focus_weights(pipeline, items: Iterator) -> tuple[np.ndarray, np.ndarray, int]:
+def focus_weights(pipeline: StackPipeline | None, items: Iterator, done: Done = None) -> Result:
     acc, n = FocusWeights(), 0
     for i, (frame, valid) in enumerate(items):
         acc.add(frame, valid, i)
         n += 1
+        _tell(done, n)
     if n < 2:
         return None, None, n
     return (*acc.result(), n)
@@ -136,10 +72,10 @@ class _Node:
     level: int
 
 
-def _merge(pipeline, a: _Node, b: _Node, dtype) -> _Node:
+def _merge(pipeline: StackPipeline, a: _Node, b: _Node, dtype) -> _Node:
     """GACN's fusion of two nodes (its input quantised to the frames' type, the blend in float),
     taking the covered side where only one side is valid."""
-    m = pipeline.pair_mask(_as_image(a.image, dtype), _as_image(b.image, dtype))
+    m = pipeline.pair_mask(as_image(a.image, dtype), as_image(b.image, dtype))
     if not (a.valid.all() and b.valid.all()):
         m = np.where(a.valid & ~b.valid, np.float32(1), np.where(b.valid & ~a.valid, np.float32(0), m))
     for rows in preprocess.bands(*m.shape[:2]):
@@ -151,7 +87,7 @@ def _merge(pipeline, a: _Node, b: _Node, dtype) -> _Node:
                  max(a.level, b.level) + 1)
 
 
-def tree(pipeline, items: Iterator) -> tuple[np.ndarray, np.ndarray, int]:
+def tree(pipeline: StackPipeline, items: Iterator, done: Done = None) -> Result:
     """A balanced tree of pairwise fusions, neighbours first: (0,1), (2,3), ..., then their
     results: N - 1 fusions, depth ceil(log2 N), at most ceil(log2 N) + 1 pending float nodes (a
     binary counter: a node merges as soon as its sibling exists)."""
@@ -160,59 +96,45 @@ def tree(pipeline, items: Iterator) -> tuple[np.ndarray, np.ndarray, int]:
     for i, (frame, valid) in enumerate(items):
         dtype = frame.dtype
         h, w = frame.shape[:2]
-        node = _Node(_to_float(frame), np.ones((h, w), bool) if valid is None else valid,
+        node = _Node(to_float(frame), np.ones((h, w), bool) if valid is None else valid,
                      np.ones((h, w), np.float32), np.full((h, w), i, np.int32), 0)
         n += 1
         while pending and pending[-1].level == node.level:
             node = _merge(pipeline, pending.pop(), node, dtype)
         pending.append(node)
+        _tell(done, n)
     if n < 2:
         return None, None, n
     node = pending.pop()
     while pending:
         node = _merge(pipeline, pending.pop(), node, dtype)
-    return _as_image(node.image, dtype), node.index, n
+    return as_image(node.image, dtype), node.index, n
 
 
 # -- the authors' strategies, on the executor ---------------------------------------------------------
-def _with_stack_workspaces(pipeline, items: Iterator, body) -> tuple[np.ndarray, np.ndarray, int]:
-    """``body(pipeline, frame0, items, ref, job)`` on the pipeline's two stack workspaces."""
-    ex = pipeline.ex
+def calibration(pipeline: StackPipeline, items: Iterator, done: Done = None) -> Result:
+    """Spec section 8 in constant memory, STACK_BATCH frames per network run: the reference's
+    features are computed once per run, its CSE scales once per stack."""
     first = next(items, None)
     if first is None:
         return None, None, 0
-    ref, job = pipeline.workspaces("stack", 2)
-    ex.begin(ref)
-    ex.begin(job)
-    try:
-        return body(pipeline, first[0], items, ref, job)
-    finally:
-        pipeline.fence("stack frames")
-        ex.end(ref)
-        ex.end(job)
+    with pipeline.stack_job() as job:
+        return _calibration(job, first[0], items, done)
 
 
-def calibration(pipeline, items: Iterator) -> tuple[np.ndarray, np.ndarray, int]:
-    """Spec section 8 in constant memory, STACK_BATCH frames per network run: the reference's
-    features are computed once per run, its CSE scales once per stack."""
-    return _with_stack_workspaces(pipeline, items, _calibration)
-
-
-def _calibration(pipeline, frame0, items, ref, job):
-    ex = pipeline.ex
-    f0 = ex.put(ref, "frame", frame0, "frame 0")
-    l0 = ex.luma(ref, "luma", f0)
+def _calibration(job: StackJob, frame0, items, done: Done) -> Result:
+    f0, l0 = job.reference(frame0)
     h, w = f0.shape[:2]
     reference: dict = {}
     acc, n, batch = None, 1, []
 
     def plan(k, per_run):
         # frame 0, the batch's frames (twice: the next batch uploads), lumas, masks, accumulator
-        return pipeline.plan(k, h, w, pipeline.resident(f0.shape, f0.dtype, 2 + 2 * per_run, 2 * k, k - 1, 12 * h * w))
+        return job.plan(k, 2 + 2 * per_run, 2 * k, k - 1, 12 * h * w)
 
     # Batching shares the reference's features, unless only single frames run whole: tiles cost
     # more than the sharing saves (measured at 1600x1200 under 2 GiB: 60 s in tiles, 22 s whole).
-    per_run = min(STACK_BATCH, (ex.runner.max_frames or 1 + STACK_BATCH) - 1)
+    per_run = min(STACK_BATCH, (job.max_frames or 1 + STACK_BATCH) - 1)
     if per_run > 1:
         try:
             if plan(1 + per_run, per_run).side is not None and plan(2, 1).side is None:
@@ -223,18 +145,18 @@ def _calibration(pipeline, frame0, items, ref, job):
     def flush():
         nonlocal acc
         k = 1 + len(batch)
-        lumas = [l0] + [luma for _, _, _, luma in batch]
-        _, m = pipeline.maps(job, lumas, plan(k, per_run), decision=False, reference=reference)
-        for j, (i, ws, img, _) in enumerate(batch):
+        m = job.mask([l0] + [f.luma for f in batch], plan(k, per_run), reference)
+        for j, f in enumerate(batch):
             if acc is None:
-                acc = ex.calibration(job, m, f0, img)
+                acc = job.calibration(m, f0, f.image)
             else:
-                acc.update(m, j, img, i)
-            ex.end(ws)
+                acc.update(m, j, f.image, f.index)
+            job.release(f)
         batch.clear()
+        _tell(done, n)
 
-    for item in pipeline.frames_on_executor((f for f, _ in items), 2 * per_run):
-        batch.append(item)
+    for frame in job.frames((f for f, _ in items), 2 * per_run):
+        batch.append(frame)
         n += 1
         if len(batch) == per_run:
             flush()
@@ -245,23 +167,26 @@ def _calibration(pipeline, frame0, items, ref, job):
     return (*acc.result(), n)
 
 
-def sequential(pipeline, items: Iterator) -> tuple[np.ndarray, np.ndarray, int]:
+def sequential(pipeline: StackPipeline, items: Iterator, done: Done = None) -> Result:
     """The authors' one-after-another fusion (a float running result)."""
-    return _with_stack_workspaces(pipeline, items, _sequential)
+    first = next(items, None)
+    if first is None:
+        return None, None, 0
+    with pipeline.stack_job() as job:
+        return _sequential(job, first[0], items, done)
 
 
-def _sequential(pipeline, frame0, items, ref, job):
-    ex = pipeline.ex
-    f0 = ex.put(ref, "frame", frame0, "frame 0")
+def _sequential(job: StackJob, frame0, items, done: Done) -> Result:
+    f0, _ = job.reference(frame0)
     h, w = f0.shape[:2]
-    acc = ex.sequential(ref, f0)
+    acc = job.sequential(f0)
     n = 1
-    for i, ws, img, luma in pipeline.frames_on_executor((f for f, _ in items), 2):
-        resident = pipeline.resident(f0.shape, f0.dtype, 3, 4, 1, 20 * h * w)
-        _, m = pipeline.maps(job, [acc.luma(job), luma], pipeline.plan(2, h, w, resident), decision=False)
-        acc.update(m, 0, img, i)
-        ex.end(ws)
+    for frame in job.frames((f for f, _ in items), 2):
+        m = job.mask([acc.luma(), frame.luma], job.plan(2, 3, 4, 1, 20 * h * w))
+        acc.update(m, 0, frame.image, frame.index)
+        job.release(frame)
         n += 1
+        _tell(done, n)
     if n < 2:
         return None, None, n
     return (*acc.result(), n)
@@ -275,10 +200,11 @@ def check(strategy: str) -> None:
         raise InputError(f"unknown stack strategy '{strategy}'; choose one of {', '.join(STRATEGIES)}")
 
 
-def fuse_stack(pipeline, items: Iterable, strategy: str = DEFAULT) -> tuple[np.ndarray, np.ndarray, int]:
-    """Run ``strategy`` over ``(frame, valid)`` items; at least 2 frames."""
+def run(pipeline: StackPipeline | None, items: Iterable, strategy: str = DEFAULT, done: Done = None) -> Result:
+    """Run ``strategy`` over ``(frame, valid)`` items; at least 2 frames (engine.fusion.fuse_stack
+    is the public entry: it checks, aligns and reports)."""
     check(strategy)
-    fused, index, n = RUN[strategy](pipeline, iter(items))
+    fused, index, n = RUN[strategy](pipeline, iter(items), done)
     if n < 2:
         raise InputError(f"a focus stack needs at least 2 frames, got {n}")
     return fused, index, n

@@ -14,7 +14,7 @@ import numpy as np
 from engine.errors import GacnError, InputError
 from engine.imageio import check_can_create, create_temp, make_output_dir, read_image, write_image
 
-log = logging.getLogger("gacn-fuse")
+log = logging.getLogger(__name__)
 VIDEO_EXTS = {".mp4": "mp4v", ".m4v": "mp4v", ".avi": "MJPG", ".mkv": "MJPG", ".mov": "mp4v"}
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 

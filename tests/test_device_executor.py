@@ -15,7 +15,7 @@ from engine.backends.onnxruntime import OnnxRuntimeRunner
 from engine.device_executor import DeviceExecutor
 from engine.host_executor import HostExecutor
 from engine.pipeline import Pipeline
-from engine.strategies import fuse_stack
+from engine.strategies import run as fuse_stack
 from fake_cuda import FakeCuda, FakeDeviceArray, FakeDeviceRunner
 
 

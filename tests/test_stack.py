@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 
 from engine import metrics
+from engine.fusion import fuse_stack
 from engine.imageio import read_image
 from engine.stack import Calibration, Sequential
+from engine.strategies import NETWORK_FREE
 
 
 def full_volume_calibration(masks, frames):
@@ -71,15 +73,25 @@ def test_stack9_calibration_matches_golden(stack9, data_dir):
     assert stack9.frames == 9 and stack9.index.max() == 8
 
 
-def test_stack_frame_mismatch_names_the_frame(ort_fuser):
+@pytest.fixture(params=["focus-weights", "calibration"])
+def stack_fuse(request):
+    """fuse_stack as each kind of strategy is called: focus-weights with no network (pipeline
+    None, no checkpoint), calibration through a network Fuser."""
+    if request.param in NETWORK_FREE:
+        return lambda frames, **kw: fuse_stack(frames, pipeline=None, **kw)
+    fuser = request.getfixturevalue("ort_fuser")
+    return lambda frames, **kw: fuser.fuse_stack(frames, strategy=request.param, **kw)
+
+
+def test_stack_frame_mismatch_names_the_frame(stack_fuse):
     from engine.errors import InputError
     a = np.zeros((16, 16, 3), np.uint8)
     with pytest.raises(InputError, match="f2.png"):
-        ort_fuser.fuse_stack([a, a, np.zeros((16, 17, 3), np.uint8)], names=["f0.png", "f1.png", "f2.png"])
+        stack_fuse([a, a, np.zeros((16, 17, 3), np.uint8)], names=["f0.png", "f1.png", "f2.png"])
 
 
 @pytest.mark.parametrize("n", [0, 1])
-def test_stack_needs_two_frames(ort_fuser, n):
+def test_stack_needs_two_frames(stack_fuse, n):
     from engine.errors import InputError
     with pytest.raises(InputError, match=f"at least 2 frames, got {n}"):
-        ort_fuser.fuse_stack([np.zeros((16, 16), np.uint8)] * n)
+        stack_fuse([np.zeros((16, 16), np.uint8)] * n)

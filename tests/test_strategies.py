@@ -117,3 +117,11 @@ def test_cli_unregistrable_frame_is_an_error_when_alignment_was_asked_for(tmp_pa
     assert "f2.png" in err and "cannot be registered" in err and err.count("\n") == 1
     rc = main(["--stack", *map(str, paths), "-o", str(out), "-q"])        # auto: a warning, the stack is fused
     assert rc == 0 and out.exists() and "f2.png" in capsys.readouterr().err
+
+
+def test_stack_progress_counts_fused_frames_of_read():
+    from engine.fusion import fuse_stack
+    st = S.make_stack("coffee", 4, (48, 64), noise=1.0, seed=6)
+    events = []
+    fuse_stack(iter(st.frames), pipeline=None, align="none", progress=lambda *e: events.append(e))
+    assert events == [("frames", k, k) for k in range(1, 5)]     # each frame fused as soon as it is read

@@ -110,3 +110,119 @@ def test_fp16_engine_matches_golden(params, tmp_path, golden):
             res = f.fuse(a, b, maps=True)
             rep = metrics.golden_report(res.fused, res.decision, res.mask, gf, gd, gm)
             assert metrics.within(rep, metrics.FP16), (name, rep)
+
+
+# -- the plan's shape policy (engine/backends/shape_cache.py), on fakes: no TensorRT or GPU needed ------
+class _FakeEngine:
+    """The TensorRT 10/11 ICudaEngine calls _Plan makes, for a whole-frame plan."""
+    num_io_tensors = 3
+
+    def __init__(self, log):
+        self.log = log
+
+    def get_tensor_name(self, i):
+        return ("luma", "decision", "mask")[i]
+
+    def get_tensor_dtype(self, name):
+        return "float32"
+
+    def get_tensor_profile_shape(self, name, profile):
+        return [(2, 1, 8, 8), (2, 1, 64, 64), (3, 1, 512, 512)]
+
+    def create_execution_context(self):
+        return _FakeContext(self.log)
+
+
+class _FakeContext:
+    def __init__(self, log):
+        self.log, self.shape, self.capturing = log, None, False
+
+    def set_input_shape(self, name, shape):
+        self.shape = shape
+        return True
+
+    def set_tensor_address(self, name, ptr):
+        return True
+
+    def execute_async_v3(self, stream):
+        self.log.append(("capture" if self.capturing else "run", self.shape[2:]))
+        return True
+
+
+def _fake_plan(monkeypatch, fake, graphs_made):
+    from types import SimpleNamespace
+    import engine.backends.tensorrt as T
+    log = []
+
+    class Graph:
+        def __init__(self, stream, enqueue):
+            plan.context.capturing = True
+            try:
+                enqueue()
+            finally:
+                plan.context.capturing = False
+            self.shape, self.closed = plan.context.shape[2:], False
+            graphs_made.append(self)
+
+        def launch(self, stream):
+            assert not self.closed
+            log.append(("replay", self.shape))
+
+        def close(self):
+            self.closed = True
+    monkeypatch.setattr(T, "import_tensorrt", lambda: SimpleNamespace(float32="float32"))
+    monkeypatch.setattr(T, "cuda", SimpleNamespace(DeviceBuffer=fake.DeviceBuffer, Graph=Graph))
+    runtime = SimpleNamespace(deserialize_cuda_engine=lambda data: _FakeEngine(log))
+    path = SimpleNamespace(read_bytes=lambda: b"", __str__=lambda self: "fake.plan")
+    plan = T._Plan(runtime, path, {"luma"}, {"decision", "mask"})
+    return plan, log
+
+
+def test_tensorrt_plan_runs_eager_then_captures_then_replays(monkeypatch):
+    from fake_cuda import FakeCuda
+    fake, graphs = FakeCuda(), []
+    plan, log = _fake_plan(monkeypatch, fake, graphs)
+    for _ in range(4):
+        plan.bind(2, 64, 64)
+        plan.enqueue(0)
+    # one plain run per shape before its capture (TensorRT's rule after a shape change), then replays
+    assert log == [("run", (64, 64)), ("run", (64, 64)), ("capture", (64, 64)), ("replay", (64, 64)),
+                   ("replay", (64, 64))]
+    plan.close()
+    assert fake.allocated == 0 and all(g.closed for g in graphs)
+
+
+def test_tensorrt_plan_keeps_a_bounded_lru_of_graphs(monkeypatch):
+    """Every shape met twice used to keep its graph for ever; now the SHAPES_KEPT most recently
+    used stay and an evicted one is closed."""
+    from fake_cuda import FakeCuda
+    from engine.backends.shape_cache import SHAPES_KEPT
+    fake, graphs = FakeCuda(), []
+    plan, log = _fake_plan(monkeypatch, fake, graphs)
+    plan.bind(2, 64, 64)                 # the largest shape first: the buffers never grow after it
+    plan.enqueue(0)
+    for side in range(8, 8 + 3 * SHAPES_KEPT):
+        for _ in range(2):
+            plan.bind(2, side, side)
+            plan.enqueue(0)
+    assert len(graphs) == 3 * SHAPES_KEPT
+    assert sum(not g.closed for g in graphs) == len(plan.graphs) == SHAPES_KEPT   # the old dict: 24 open
+    plan.close()
+
+
+def test_tensorrt_plan_starts_over_when_its_buffers_grow(monkeypatch):
+    """Larger buffers move the addresses a graph captured: its graphs are closed, shapes run eagerly again."""
+    from fake_cuda import FakeCuda
+    fake, graphs = FakeCuda(), []
+    plan, log = _fake_plan(monkeypatch, fake, graphs)
+    for _ in range(2):
+        plan.bind(2, 16, 16)
+        plan.enqueue(0)
+    plan.bind(2, 64, 64)                 # grows every buffer
+    assert graphs[0].closed
+    plan.enqueue(0)
+    log.clear()
+    plan.bind(2, 16, 16)
+    plan.enqueue(0)
+    assert log == [("run", (16, 16))]
+    plan.close()

@@ -189,18 +189,29 @@ def test_outside_an_engine_profile_with_tiling_off_is_a_clear_error():
 
 
 def test_runners_implement_the_contract_they_are_called_through(params):
+    """By signature (tests/contracts.py), not isinstance: a runtime-checkable Protocol's isinstance
+    checks only that the names exist."""
     import importlib.util
+    from contracts import assert_implements
     from engine.backends.base import DeviceRunner, HostRunner
     from engine.backends.onnxruntime import OnnxRuntimeRunner
     from engine.backends.tensorrt import TensorRTRunner
     from engine.backends.torch_cuda import TorchCudaRunner
-    assert isinstance(OnnxRuntimeRunner(params=params), HostRunner)
+    assert_implements(OnnxRuntimeRunner(params=params), HostRunner)
     if importlib.util.find_spec("openvino") is not None:
         from engine.backends.openvino import OpenVinoRunner
-        assert isinstance(OpenVinoRunner(params=params), HostRunner)
-    assert isinstance(TorchCudaRunner(params), DeviceRunner)
-    assert isinstance(TensorRTRunner("missing.plan"), DeviceRunner)
-    assert not isinstance(OnnxRuntimeRunner(params=params), DeviceRunner)
+        assert_implements(OpenVinoRunner(params=params), HostRunner)
+    assert_implements(TorchCudaRunner(params), DeviceRunner)
+    assert_implements(TensorRTRunner("missing.plan"), DeviceRunner)
+    with pytest.raises(AssertionError, match="lacks DeviceRunner.bind"):
+        assert_implements(OnnxRuntimeRunner(params=params), DeviceRunner)
+
+    class WrongInfer(OnnxRuntimeRunner):      # negative control: isinstance accepts it, the signature check does not
+        def infer(self, luma):
+            return super().infer(luma)
+    assert isinstance(WrongInfer(params=params), HostRunner)
+    with pytest.raises(AssertionError, match="infer"):
+        assert_implements(WrongInfer(params=params), HostRunner)
 
 
 def test_no_import_cycles_and_the_runtime_never_imports_the_tools():
@@ -233,3 +244,22 @@ def test_no_import_cycles_and_the_runtime_never_imports_the_tools():
     for module in graph:
         if module not in state:
             visit(module, [module])
+
+
+def test_tiled_pair_reports_every_planned_tile(tiled, golden):
+    """The progress callback counts the tile runs the plan made: the sums passes (one per CSE
+    block over the sums tiles) and the network over the tiles, one call each, then done."""
+    a, b, *_ = golden("gray_mwg_clock")
+    pipe = tiled.pipeline
+    plans, plan_of, events = [], pipe.plan, []
+    pipe.plan = lambda *args: plans.append(plan_of(*args)) or plans[-1]
+    pipe.progress = lambda unit, done, total: events.append((unit, done, total))
+    try:
+        tiled.fuse(a, b)
+    finally:
+        del pipe.plan
+        pipe.progress = None
+    p, = plans
+    planned = len(p.tiles) + len(pipe.ex.runner.cse_weights) * len(p.sums_tiles)
+    assert p.side == 128 and len(p.tiles) > 4
+    assert events == [("tiles", i, planned) for i in range(1, planned + 1)]

@@ -21,6 +21,7 @@ import tempfile
 
 import numpy as np
 
+from engine.backends.threads import usable_cores
 from engine.errors import BackendError
 from engine.tiling import cse_weights, tiles_unsupported
 
@@ -72,7 +73,7 @@ class OnnxRuntimeRunner:
             import onnxruntime as ort
             opts = ort.SessionOptions()
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            opts.intra_op_num_threads = self._threads or (os.cpu_count() or 1)
+            opts.intra_op_num_threads = self._threads or usable_cores()
             opts.enable_cpu_mem_arena = False
             opts.log_severity_level = 3
             available = ort.get_available_providers()

@@ -30,13 +30,13 @@ from __future__ import annotations
 import importlib.util
 import io
 import logging
-import os
 import sys
 from collections import Counter, OrderedDict
 from pathlib import Path
 
 import numpy as np
 
+from engine.backends.threads import usable_cores
 from engine.errors import BackendError
 from engine.tiling import cse_weights, tiles_unsupported
 
@@ -57,13 +57,6 @@ DYNAMIC_AFTER_SHAPES = 3       # whole-frame shapes compiled static before new o
 FIXED = 130 << 20
 PER_PX = {"whole": (-990, 1210), "whole-static": (-80, 520), "tile": (-360, 660), "sums0": (150, 10),
           "sums1": (140, 10), "sums2": (280, 10), "sums3": (350, 10)}
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def lean_import() -> None:

@@ -3,9 +3,11 @@
 Refuses an engine built for another GPU or TensorRT version (checked against the JSON sidecar
 that build_engine.py writes), keeps one execution context per plan on the executor's compute
 stream, sets the input shape per frame size (checked against the optimisation profile) and
-replays a CUDA graph per shape. Two kinds of plan: a whole-frame engine (dynamic H, W within
-its profile), or a tile bundle (``build_engine.py --tile T``: the ``tile`` network for windows
-of up to T x T plus its four ``sums`` passes, engine.tiling), which runs any frame size.
+replays a CUDA graph per shape under torch-cuda's policy (engine/backends/shape_cache.py: eager
+first, then captured; the most recently used shapes of each plan keep their graphs). Two kinds
+of plan: a whole-frame engine (dynamic H, W within its profile), or a tile bundle
+(``build_engine.py --tile T``: the ``tile`` network for windows of up to T x T plus its four
+``sums`` passes, engine.tiling), which runs any frame size.
 Buffers, streams and copies are engine.cuda's, shared with torch-cuda.
 """
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from engine import cuda
+from engine.backends.shape_cache import CAPTURE, SHAPES_KEPT, ShapeCache
 from engine.errors import BackendError
 
 log = logging.getLogger(__name__)
@@ -75,9 +78,10 @@ def check_compatibility(meta: dict, trt_version: str, gpu: str, capability: str)
 
 
 class _Plan:
-    """One deserialized engine, its context, its I/O buffers and captured graphs."""
+    """One deserialized engine, its context, its I/O buffers (one set, grown to the largest
+    shape) and its captured graphs (a ShapeCache)."""
 
-    def __init__(self, runtime, path: Path, inputs: set[str], outputs: set[str]):
+    def __init__(self, runtime, path: Path, inputs: set[str], outputs: set[str], cuda_graphs: bool = True):
         trt = import_tensorrt()
         self.path = path
         self.engine = runtime.deserialize_cuda_engine(path.read_bytes())
@@ -94,9 +98,8 @@ class _Plan:
         self.profile = [tuple(s) for s in self.engine.get_tensor_profile_shape("luma", 0)]
         self.context = self.engine.create_execution_context()
         self.buffers: dict[str, cuda.DeviceBuffer] = {}
-        self.graphs: dict[tuple, cuda.Graph] = {}
-        self.runs: dict[tuple, int] = {}
-        self.shape = None
+        self.graphs = ShapeCache(SHAPES_KEPT, cuda_graphs, release=lambda g: g.close())
+        self.shape = self._entry = None
 
     def outside(self, k: int, h: int, w: int) -> str | None:
         lo, _, hi = self.profile
@@ -112,48 +115,46 @@ class _Plan:
 
     def bind(self, k: int, h: int, w: int) -> dict[str, int]:
         shapes = self.shapes(k, h, w)
-        ptrs = {}
+        ptrs, grown = {}, False
         for name, shape in shapes.items():
             nbytes = 4 * int(np.prod(shape))
             buf = self.buffers.get(name)
             if buf is None or buf.nbytes < nbytes:
-                for g in self.graphs.values():  # captured graphs hold the old addresses
-                    g.close()
-                self.graphs.clear()
                 if buf is not None:
                     buf.close()
                 buf = self.buffers[name] = cuda.DeviceBuffer(nbytes)
+                grown = True
             ptrs[name] = buf.ptr
-        if self.shape != (k, h, w):
+        if grown:
+            self.graphs.restart()   # captured graphs hold the old addresses
+        if grown or self.shape != (k, h, w):
             for name in self.inputs:
                 if not self.context.set_input_shape(name, shapes[name]):
                     raise BackendError(f"{self.path}: TensorRT refused the input shape {shapes[name]} of '{name}'")
             for name, ptr in ptrs.items():
                 self.context.set_tensor_address(name, ptr)
             self.shape = (k, h, w)
+        self._entry = self.graphs.entry((k, h, w), dict)
         return ptrs
 
-    def enqueue(self, stream: int, cuda_graphs: bool) -> None:
-        key = self.shape
-        graph = self.graphs.get(key)
-        if graph is not None:
-            graph.launch(stream)
+    def enqueue(self, stream: int) -> None:
+        entry = self._entry
+        action = self.graphs.action(entry)
+        if entry["graph"] is not None:
+            entry["graph"].launch(stream)
             return
-        self._execute(stream)
-        self.runs[key] = self.runs.get(key, 0) + 1
-        if cuda_graphs and self.runs[key] == 2:  # TensorRT needs one plain run per shape first
-            self.graphs[key] = cuda.Graph(stream, lambda: self._execute(stream))
+        self._execute(stream)   # TensorRT runs once after an input-shape change before a capture
+        if action == CAPTURE:
+            entry["graph"] = cuda.Graph(stream, lambda: self._execute(stream))
 
     def _execute(self, stream) -> None:
         if not self.context.execute_async_v3(int(stream)):
             raise BackendError(f"{self.path}: TensorRT execute_async_v3 failed (see its log above)")
 
     def close(self) -> None:
-        for g in self.graphs.values():
-            g.close()
+        self.graphs.clear()
         for b in self.buffers.values():
             b.close()
-        self.graphs.clear()
         self.buffers.clear()
         self.context = self.engine = None
 
@@ -191,12 +192,13 @@ class TensorRTRunner:
         if meta.get("variant", "whole") == "tile":
             self.tile_side = int(meta["tile"])
             self.cse_weights = [(np.array(f1, np.float32), np.array(f2, np.float32)) for f1, f2 in meta["cse_fc"]]
-            self.plans["tile"] = _Plan(self.runtime, self.engine_path, {"luma", "cse"}, maps)
+            self.plans["tile"] = _Plan(self.runtime, self.engine_path, {"luma", "cse"}, maps, self.cuda_graphs)
             for k, name in enumerate(meta["sums_plans"]):
                 inputs = {"luma", "colmask"} | ({"cse"} if k else set())
-                self.plans[f"sums{k}"] = _Plan(self.runtime, self.engine_path.parent / name, inputs, {"sums"})
+                self.plans[f"sums{k}"] = _Plan(self.runtime, self.engine_path.parent / name, inputs, {"sums"},
+                                               self.cuda_graphs)
         else:
-            self.plans["whole"] = _Plan(self.runtime, self.engine_path, {"luma"}, maps)
+            self.plans["whole"] = _Plan(self.runtime, self.engine_path, {"luma"}, maps, self.cuda_graphs)
         self.meta = meta
         self.max_frames = min(p.profile[2][0] for p in self.plans.values())
         log.info("TensorRT %s engine %s on %s (%s)", trt.__version__, self.engine_path.name, gpu,
@@ -219,7 +221,7 @@ class TensorRTRunner:
         return self._current.bind(frames, height, width)
 
     def enqueue(self, stream) -> None:
-        self._current.enqueue(stream, self.cuda_graphs)
+        self._current.enqueue(stream)
 
     def memory(self, variant: str, frames: int, height: int, width: int) -> int:
         """The engine's activation memory (device_memory_size_v2 or device_memory_size, the

@@ -14,7 +14,7 @@ import logging
 import numpy as np
 
 from engine import kernels as K
-from engine.backends.shape_cache import CAPTURE, ShapeCache
+from engine.backends.shape_cache import CAPTURE, SHAPES_KEPT, ShapeCache
 from engine.errors import BackendError
 from engine.tiling import cse_weights
 from engine.variants import sums_block
@@ -165,7 +165,7 @@ class TorchCudaRunner:
     tile_side = None
     max_frames = None
     max_tile = None
-    SHAPES_KEPT = 8
+    SHAPES_KEPT = SHAPES_KEPT
 
     def __init__(self, params, precision: str = "fp32", cuda_graphs: bool = True, device: int = 0,
                  features: str | None = None):
