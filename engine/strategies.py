@@ -112,14 +112,19 @@ def tree(pipeline: StackPipeline, items: Iterator, done: Done = None) -> Result:
 
 
 # -- the authors' strategies, on the executor ---------------------------------------------------------
-def calibration(pipeline: StackPipeline, items: Iterator, done: Done = None) -> Result:
-    """Spec section 8 in constant memory, STACK_BATCH frames per network run: the reference's
-    features are computed once per run, its CSE scales once per stack."""
+def _in_stack_job(pipeline: StackPipeline, items: Iterator, done: Done, body) -> Result:
+    """``body(job, frame0, items, done)`` in one of the pipeline's StackJobs (none for no frames)."""
     first = next(items, None)
     if first is None:
         return None, None, 0
     with pipeline.stack_job() as job:
-        return _calibration(job, first[0], items, done)
+        return body(job, first[0], items, done)
+
+
+def calibration(pipeline: StackPipeline, items: Iterator, done: Done = None) -> Result:
+    """Spec section 8 in constant memory, STACK_BATCH frames per network run: the reference's
+    features are computed once per run, its CSE scales once per stack."""
+    return _in_stack_job(pipeline, items, done, _calibration)
 
 
 def _calibration(job: StackJob, frame0, items, done: Done) -> Result:
@@ -169,11 +174,7 @@ def _calibration(job: StackJob, frame0, items, done: Done) -> Result:
 
 def sequential(pipeline: StackPipeline, items: Iterator, done: Done = None) -> Result:
     """The authors' one-after-another fusion (a float running result)."""
-    first = next(items, None)
-    if first is None:
-        return None, None, 0
-    with pipeline.stack_job() as job:
-        return _sequential(job, first[0], items, done)
+    return _in_stack_job(pipeline, items, done, _sequential)
 
 
 def _sequential(job: StackJob, frame0, items, done: Done) -> Result:

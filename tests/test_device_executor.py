@@ -145,3 +145,33 @@ def test_dlpack_pointer_reads_the_dltensor():
     a = np.arange(2 * 9 * 10, dtype=np.uint16).reshape(2, 9, 10)
     assert dlpack_pointer(a) == (a.ctypes.data, (2, 9, 10), np.dtype(np.uint16))
     assert cuda.device_array_pointer(a) is None  # host arrays take the pinned-copy path
+
+
+def test_non_finite_maps_are_refused_the_same_on_both_executors(fake, params, cpu, golden):
+    """One check (engine.executor.check_finite) on both executors, whether or not the maps are
+    asked for: the GPU executor used to check only fetched maps, so a NaN mask reached the
+    blend unnoticed when only the fused image was wanted."""
+    from engine.errors import BackendError
+    a, b, *_ = golden("gray_mwg_clock")
+
+    def broken():
+        runner = OnnxRuntimeRunner(params=params, threads=2)
+        real = runner.infer
+
+        def infer(luma, cse=None):
+            d, m = real(luma, cse)
+            m = m.copy()
+            m[0, 0, 3, 4] = np.nan
+            return d, m
+        runner.infer = infer
+        return runner
+    pipes = [Pipeline(HostExecutor(broken())),
+             Pipeline(DeviceExecutor(FakeDeviceRunner(fake, broken()), cuda_api=fake, lib=fake.kernels(cpu)))]
+    try:
+        for pipe in pipes:
+            for maps in (False, True):
+                with pytest.raises(BackendError, match="non-finite"):
+                    pipe.fuse(a, b, maps=maps)
+    finally:
+        for pipe in pipes:
+            pipe.close()

@@ -125,3 +125,31 @@ def test_stack_progress_counts_fused_frames_of_read():
     events = []
     fuse_stack(iter(st.frames), pipeline=None, align="none", progress=lambda *e: events.append(e))
     assert events == [("frames", k, k) for k in range(1, 5)]     # each frame fused as soon as it is read
+
+
+def test_cli_stack_bar_moves_when_a_frame_is_fused(tmp_path, monkeypatch):
+    """The bar's count is the frames fused (it used to move when a frame was read, one ahead)."""
+    from engine import cli
+    from engine.imageio import write_image
+    from engine.stack import FocusWeights
+    st = S.make_stack("coffee", 3, (48, 64), noise=1.0, seed=7)
+    paths = []
+    for i, f in enumerate(st.frames):
+        paths.append(tmp_path / f"f{i}.png")
+        write_image(paths[-1], f)
+    added, seen = [], []
+    add = FocusWeights.add
+    monkeypatch.setattr(FocusWeights, "add", lambda self, *a: (add(self, *a), added.append(1))[0])
+
+    class Bar:
+        n = 0
+
+        def update(self, k):
+            self.n += k
+            seen.append((self.n, len(added)))
+
+        def close(self):
+            pass
+    monkeypatch.setattr(cli, "_progress", lambda *a, **k: Bar())
+    assert cli.main(["--stack", *map(str, paths), "-o", str(tmp_path / "out.png"), "--align", "none"]) == 0
+    assert seen == [(1, 1), (2, 2), (3, 3)]

@@ -178,13 +178,25 @@ def _fake_plan(monkeypatch, fake, graphs_made):
     return plan, log
 
 
-def test_tensorrt_plan_runs_eager_then_captures_then_replays(monkeypatch):
+@pytest.fixture()
+def trt_plan(monkeypatch):
+    """(plan, log of its context's runs, graphs made, the fake CUDA) for a fake whole-frame plan."""
     from fake_cuda import FakeCuda
     fake, graphs = FakeCuda(), []
     plan, log = _fake_plan(monkeypatch, fake, graphs)
-    for _ in range(4):
-        plan.bind(2, 64, 64)
+    yield plan, log, graphs, fake
+    plan.close()
+
+
+def _run(plan, side, times=1):
+    for _ in range(times):
+        plan.bind(2, side, side)
         plan.enqueue(0)
+
+
+def test_tensorrt_plan_runs_eager_then_captures_then_replays(trt_plan):
+    plan, log, graphs, fake = trt_plan
+    _run(plan, 64, 4)
     # one plain run per shape before its capture (TensorRT's rule after a shape change), then replays
     assert log == [("run", (64, 64)), ("run", (64, 64)), ("capture", (64, 64)), ("replay", (64, 64)),
                    ("replay", (64, 64))]
@@ -192,37 +204,25 @@ def test_tensorrt_plan_runs_eager_then_captures_then_replays(monkeypatch):
     assert fake.allocated == 0 and all(g.closed for g in graphs)
 
 
-def test_tensorrt_plan_keeps_a_bounded_lru_of_graphs(monkeypatch):
+def test_tensorrt_plan_keeps_a_bounded_lru_of_graphs(trt_plan):
     """Every shape met twice used to keep its graph for ever; now the SHAPES_KEPT most recently
     used stay and an evicted one is closed."""
-    from fake_cuda import FakeCuda
     from engine.backends.shape_cache import SHAPES_KEPT
-    fake, graphs = FakeCuda(), []
-    plan, log = _fake_plan(monkeypatch, fake, graphs)
-    plan.bind(2, 64, 64)                 # the largest shape first: the buffers never grow after it
-    plan.enqueue(0)
+    plan, log, graphs, fake = trt_plan
+    _run(plan, 64)                      # the largest shape first: the buffers never grow after it
     for side in range(8, 8 + 3 * SHAPES_KEPT):
-        for _ in range(2):
-            plan.bind(2, side, side)
-            plan.enqueue(0)
+        _run(plan, side, 2)
     assert len(graphs) == 3 * SHAPES_KEPT
     assert sum(not g.closed for g in graphs) == len(plan.graphs) == SHAPES_KEPT   # the old dict: 24 open
-    plan.close()
 
 
-def test_tensorrt_plan_starts_over_when_its_buffers_grow(monkeypatch):
+def test_tensorrt_plan_starts_over_when_its_buffers_grow(trt_plan):
     """Larger buffers move the addresses a graph captured: its graphs are closed, shapes run eagerly again."""
-    from fake_cuda import FakeCuda
-    fake, graphs = FakeCuda(), []
-    plan, log = _fake_plan(monkeypatch, fake, graphs)
-    for _ in range(2):
-        plan.bind(2, 16, 16)
-        plan.enqueue(0)
+    plan, log, graphs, fake = trt_plan
+    _run(plan, 16, 2)
     plan.bind(2, 64, 64)                 # grows every buffer
     assert graphs[0].closed
     plan.enqueue(0)
     log.clear()
-    plan.bind(2, 16, 16)
-    plan.enqueue(0)
+    _run(plan, 16)
     assert log == [("run", (16, 16))]
-    plan.close()
