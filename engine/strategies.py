@@ -37,6 +37,7 @@ STRATEGY_HELP = {
 }
 STRATEGIES = tuple(STRATEGY_HELP)
 NETWORK_FREE = {"focus-weights"}   # strategies that run no network (no checkpoint needed)
+FRAME0_STRATEGIES = {"calibration"}  # defined against frame 0: aligned stacks keep its geometry
 
 
 def _to_float(img: np.ndarray) -> np.ndarray:
