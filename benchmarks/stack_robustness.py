@@ -51,19 +51,21 @@ def depth_map(kind: str, h: int, w: int, rng) -> np.ndarray:
 def main(argv=None) -> int:
     from skimage import data
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--markdown", type=Path)
+    p.add_argument("--markdown", type=Path, help="the table, rewritten after each stack")
+    p.add_argument("--images", default="astronaut,rocket,ihc,camera,coins", help="which photos, in this order")
     args = p.parse_args(argv)
     if not tools.focus_stack_path():
         print("focus-stack not found (benchmarks/tools.py says where it is looked for)", file=sys.stderr)
         return 2
-    images = {"astronaut": data.astronaut(), "rocket": data.rocket(), "ihc": data.immunohistochemistry(),
-              "camera": data.camera(), "coins": data.coins()}
-    rng = np.random.default_rng(7)
+    photos = {"astronaut": data.astronaut, "rocket": data.rocket, "ihc": data.immunohistochemistry,
+              "camera": data.camera, "coins": data.coins}
+    images = {name: photos[name]() for name in args.images.split(",")}
     rows = ["| image | depth | stack | ours dB | ours, reference first dB | focus-stack dB | focus-stack --reference=0 dB | margin | "
             "margin over --reference=0 | margin, truth geometry |", "|" + " --- |" * 10]
     margins: dict[str, list] = {label: [] for label in RENDERINGS}
     gains = []   # the default reference (middle) over the first
     for name, img in images.items():
+        rng = np.random.default_rng(7)    # the same depth maps for a photo whichever photos run
         for kind in ("ramp", "blobs", "steps"):
             depth = depth_map(kind, *img.shape[:2], rng)
             for label, opts in RENDERINGS.items():
@@ -81,6 +83,8 @@ def main(argv=None) -> int:
                             f"{m:+.2f} | {ours['psnr'] - ref0:+.2f} | "
                             f"{ours['psnr_truth_geometry'] - theirs['psnr_truth_geometry']:+.2f} |")
                 print(rows[-1], flush=True)
+                if args.markdown:
+                    args.markdown.write_text("\n".join(rows) + "\n")
     every = [m for ms in margins.values() for m in ms]
     rows.append("")
     for label, ms in margins.items():
