@@ -104,6 +104,8 @@ class ImageFiles(Sequence):
         return len(self.paths)
 
     def __getitem__(self, i):
+        if isinstance(i, slice):
+            return ImageFiles(self.paths[i], self.on_read)
         return read_image(self.paths[i])
 
     def __iter__(self) -> Iterator[np.ndarray]:

@@ -87,6 +87,8 @@ def test_iterator_sequence_and_files_agree(stack, tmp_path):
     reads = []
     files = fuse_stack(ImageFiles(paths, on_read=lambda: reads.append(1)), pipeline=None, names=[str(p) for p in paths])
     assert len(reads) == 2 * N                                           # two passes over the files
+    part = ImageFiles(paths)[1:3]
+    assert len(part) == 2 and np.array_equal(part[0], stack.frames[1])
     for res in (generated, files):
         np.testing.assert_array_equal(res.fused, listed.fused)
         np.testing.assert_array_equal(res.index, listed.index)
