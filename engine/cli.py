@@ -105,8 +105,7 @@ def _check_args(args, parser):
     if args.stack:
         from engine.align import reference_index
         from engine.fusion import stack_reference
-        args.reference = stack_reference(args.reference, args.strategy, args.align or "auto")
-        reference_index(args.reference, len(args.stack))
+        reference_index(stack_reference(args.reference, args.strategy, args.align or "auto"), len(args.stack))
     if args.slots < 1:
         raise InputError(f"--slots must be at least 1 (frames in flight), got {args.slots}")
     for option in ("save_maps", "index_map"):
@@ -181,11 +180,12 @@ def run_stack(args) -> int:
         check_index_map(args.index_map, len(paths))
     from contextlib import nullcontext
     from engine.align import reference_index
-    from engine.fusion import fuse_stack
+    from engine.fusion import fuse_stack, stack_reference
     from engine.imageio import ImageFiles
     no_network = args.strategy in NETWORK_FREE
     align = args.align or "auto"
-    passes = 2 if align != "none" and reference_index(args.reference, len(paths)) != 0 else 1   # engine.align.align_stack
+    reference = reference_index(stack_reference(args.reference, args.strategy, align), len(paths))
+    passes = 2 if align != "none" and reference != 0 else 1   # engine.align.align_stack reads twice
     with (nullcontext() if no_network else _make_fuser(args)) as fuser, \
             _progress(passes * len(paths), "stack", args.quiet) as bar:
         t = time.perf_counter()

@@ -1,4 +1,4 @@
-"""Focus-stack strategies: how N frames (already in frame 0's geometry) become one image.
+"""Focus-stack strategies: how N frames (already in the reference frame's geometry) become one image.
 
 Each takes an iterator of ``(frame, valid)`` pairs (host frames; ``valid`` a bool mask of the
 pixels the frame covers after alignment, or None for all) and returns ``(fused, index, n)``:

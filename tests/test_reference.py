@@ -179,6 +179,16 @@ def test_cli_reference_with_a_pair_exit_2(stack_files, tmp_path, capsys):
     assert "--reference applies to --stack only" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("args", [["--align", "none"], ["--strategy", "calibration", "--align", "none", "--tile", "0"],
+                                  ["--strategy", "calibration", "--reference", "0"]])
+def test_cli_defaults_where_the_reference_is_fixed(stack_files, tmp_path, capsys, weights, args):
+    """No --reference: alignment none, and calibration (frame 0), run; an explicit first is accepted."""
+    from engine.cli import main
+    out = tmp_path / "out.png"
+    rc = main(["--stack", *stack_files[:3], "-o", str(out), "-q", "--weights", str(weights), *args])
+    assert rc == 0 and out.exists(), capsys.readouterr().err
+
+
 def test_cli_reference_and_index_map(stack, stack_files, tmp_path):
     from engine.cli import main
     out, idx = tmp_path / "out.png", tmp_path / "idx.npy"
