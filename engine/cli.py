@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "leaves registered frames as they are; none for pairs); affine/homography make a frame that "
                    "cannot be registered an error")
     p.add_argument("--crop", action="store_true", help="--stack: crop to the area every aligned frame covers")
+    p.add_argument("--reference", metavar="{first,middle,last,N}", help="--stack: the frame whose geometry the aligned "
+                   "output keeps (default middle: the least warping under focus breathing; first for --strategy "
+                   "calibration); N counts from 0")
     p.add_argument("--backend", default="auto", choices=("auto", *BACKENDS),
                    help="auto: tensorrt with --engine, torch-cuda with a GPU, else openvino if installed, else onnxruntime")
     p.add_argument("--weights", metavar="PATH", help="GACN checkpoint (default: $GACN_WEIGHTS or a verified download)")
@@ -88,6 +91,8 @@ def _check_args(args, parser):
         parser.error("--index-map applies to --stack only")
     if args.crop and not args.stack:
         parser.error("--crop applies to --stack only")
+    if args.reference is not None and not args.stack:
+        parser.error("--reference applies to --stack only")
     if args.save_maps and not (pair_mode or args.demo):
         parser.error("--save-maps applies to a single pair (A B or --demo)")
     if args.max_memory is not None:
@@ -97,6 +102,10 @@ def _check_args(args, parser):
     check_tile(args.tile)
     if args.stack and len(args.stack) < 2:
         raise InputError(f"a focus stack needs at least 2 frames, got {len(args.stack)}")
+    if args.stack:
+        from engine.align import reference_index
+        from engine.fusion import stack_reference
+        reference_index(stack_reference(args.reference, args.strategy, args.align or "auto"), len(args.stack))
     if args.slots < 1:
         raise InputError(f"--slots must be at least 1 (frames in flight), got {args.slots}")
     for option in ("save_maps", "index_map"):
@@ -164,25 +173,24 @@ def run_pairs_dir(args) -> int:
 
 
 def run_stack(args) -> int:
-    import itertools
-    from engine.prefetch import prefetch
     paths = args.stack
     first = read_image(paths[0])  # its bit depth decides what the output format must hold
     check_output_image(args.output, first.dtype)
     if args.index_map:
         check_index_map(args.index_map, len(paths))
     from contextlib import nullcontext
-    from engine.fusion import fuse_stack
+    from engine.align import reference_index
+    from engine.fusion import fuse_stack, stack_reference
+    from engine.imageio import ImageFiles
     no_network = args.strategy in NETWORK_FREE
+    align = args.align or "auto"
+    reference = reference_index(stack_reference(args.reference, args.strategy, align), len(paths))
+    passes = 2 if align != "none" and reference != 0 else 1   # engine.align.align_stack reads twice
     with (nullcontext() if no_network else _make_fuser(args)) as fuser, \
-            _progress(len(paths), "stack", args.quiet) as bar:
-        def frames():
-            for img in itertools.chain([first], prefetch(read_image, paths[1:])):
-                bar.update()
-                yield img
+            _progress(passes * len(paths), "stack", args.quiet) as bar:
         t = time.perf_counter()
-        res = fuse_stack(frames(), pipeline=None if no_network else fuser.pipeline, strategy=args.strategy,
-                         align=args.align or "auto", names=paths, crop=args.crop)
+        res = fuse_stack(ImageFiles(paths, on_read=bar.update), pipeline=None if no_network else fuser.pipeline,
+                         strategy=args.strategy, align=align, names=paths, crop=args.crop, reference=args.reference)
         log.info("fused %d frames in %.2f s (%s)", res.frames, time.perf_counter() - t, args.strategy)
     write_image(args.output, res.fused, announce=False)
     if args.index_map:

@@ -1,4 +1,4 @@
-"""Focus-stack strategies: how N frames (already in frame 0's geometry) become one image.
+"""Focus-stack strategies: how N frames (already in the reference frame's geometry) become one image.
 
 Each takes an iterator of ``(frame, valid)`` pairs (host frames; ``valid`` a bool mask of the
 pixels the frame covers after alignment, or None for all) and returns ``(fused, index, n)``:
@@ -37,6 +37,7 @@ STRATEGY_HELP = {
 }
 STRATEGIES = tuple(STRATEGY_HELP)
 NETWORK_FREE = {"focus-weights"}   # strategies that run no network (no checkpoint needed)
+FRAME0_STRATEGIES = {"calibration"}  # defined against frame 0: aligned stacks keep its geometry
 
 
 def _to_float(img: np.ndarray) -> np.ndarray:
