@@ -7,8 +7,9 @@ Jobs: the golden pairs (520x520 and the others, whole) and stacks of 3 frames of
 400x300 (the default strategy), written to a temporary folder. Each round runs `gacn-fuse
 --stacks-dir --pairs-dir --overwrite` as a fresh process, in one process then on `--dask
 local:N`, interleaved (A, B, A, B), then one rerun that skips every job. Reports the wall time of
-each, the sum of the jobs' own seconds (report.json), the overhead per job (wall x workers less
-the jobs' seconds, per job), the jobs and seconds per worker, and the workers' peak RSS.
+each split into start-up/close and the batch, the scheduling overhead (the batch less the busiest
+worker's jobs), the sum of the jobs' own seconds (report.json), the jobs and seconds per worker,
+and the workers' peak RSS.
 """
 from __future__ import annotations
 
@@ -59,14 +60,15 @@ def run(root: Path, weights: Path, dask: str | None, overwrite: bool = True) -> 
     return {"wall": wall, **report}
 
 
-def describe(label: str, r: dict, workers: int) -> str:
-    jobs = [j for j in r["jobs"] if j["status"] == "fused"]
-    busy = sum(j["seconds"] for j in jobs)
-    overhead = (r["wall"] * workers - busy) / max(len(jobs), 1)
-    split = "; ".join(f"{w.rsplit(':', 1)[-1]}: {v['jobs']} jobs {v['seconds']:.1f} s peak RSS {v['peak_rss_mib']:.0f} MiB"
+def describe(label: str, r: dict) -> str:
+    """Wall time; start-up and close (wall less the batch: the process, the cluster); scheduling
+    (the batch less the busiest worker's jobs); the jobs' own seconds; jobs and seconds per worker."""
+    busy = sum(j["seconds"] for j in r["jobs"] if j["status"] == "fused")
+    slowest = max(v["seconds"] for v in r["workers"].values())
+    split = "; ".join(f"pid {w.rsplit(':', 1)[-1]}: {v['jobs']} jobs {v['seconds']:.1f} s, peak RSS {v['peak_rss_mib']:.0f} MiB"
                       for w, v in r["workers"].items())
-    return (f"{label:12s} wall {r['wall']:6.1f} s (batch {r['seconds']:.1f} s), jobs' own seconds {busy:6.1f}, "
-            f"overhead/job {overhead:5.2f} worker-s  | {split}")
+    return (f"{label:12s} wall {r['wall']:5.1f} s = start/close {r['wall'] - r['seconds']:4.1f} + batch {r['seconds']:5.1f} "
+            f"(scheduling {r['seconds'] - slowest:4.2f} s); jobs' own {busy:5.1f} s | {split}")
 
 
 def main() -> None:
@@ -84,8 +86,8 @@ def main() -> None:
         root = Path(tmp)
         make_jobs(args.data, root, args.stacks, args.pairs)
         for k in range(args.rounds):
-            print(describe(f"one process", run(root, weights, None), 1))
-            print(describe(f"local:{args.workers}", run(root, weights, f"local:{args.workers}"), args.workers))
+            print(describe("one process", run(root, weights, None)))
+            print(describe(f"local:{args.workers}", run(root, weights, f"local:{args.workers}")))
         for label, dask in (("rerun", None), (f"rerun local:{args.workers}", f"local:{args.workers}")):
             r = run(root, weights, dask, overwrite=False)
             print(f"{label:12s} wall {r['wall']:6.1f} s: {r['summary']}")

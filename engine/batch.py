@@ -119,9 +119,14 @@ def pair_jobs(pairs_dir, output_dir, *, align: str | None = None) -> list[Job]:
 
 
 def check_jobs(jobs: Sequence[Job]) -> None:
-    """Every output path is written by one job only."""
+    """Each job is a pair of 2 files or a stack of at least 2, and every output path is written by
+    one job only."""
     seen: dict[str, str] = {}
     for job in jobs:
+        if job.kind not in ("pair", "stack"):
+            raise InputError(f"job '{job.name}': kind '{job.kind}'; give 'pair' or 'stack'")
+        if not job.error and (len(job.inputs) != 2 if job.kind == "pair" else len(job.inputs) < 2):
+            raise InputError(f"job '{job.name}': a {job.kind} of {len(job.inputs)} files")
         for path in filter(None, (job.output, job.index_map)):
             key = os.path.realpath(path)
             if key in seen:

@@ -12,14 +12,8 @@ log = logging.getLogger("gacn-fuse")
 
 
 def fuser_options(args) -> dict:
-    """The Fuser's options; with ``--dask local:N`` and no ``--threads``, the CPU backends share
-    the cores among the N workers (N workers each on every core measured slower)."""
-    threads = args.threads
-    if threads is None and args.dask and batch.parse_address(args.dask)[0] == "local":
-        from engine.backends.openvino import usable_cores
-        threads = max(1, usable_cores() // batch.parse_address(args.dask)[1])
     return dict(backend=args.backend, weights=args.weights, onnx=args.onnx, engine=args.engine,
-                precision=args.precision, threads=threads, max_memory=args.max_memory, tile=args.tile)
+                precision=args.precision, threads=args.threads, max_memory=args.max_memory, tile=args.tile)
 
 
 def check_batch_args(args, parser) -> None:

@@ -196,9 +196,15 @@ def test_bad_input_one_message_exit_2_nothing_written(run, data, tmp_path, monke
     assert descendants() <= before
 
 
-def test_python_api_refuses_an_option_the_fuser_does_not_take(data, tmp_path):
+def test_python_api_refuses_bad_options_and_jobs_before_writing(data, tmp_path):
     with pytest.raises(InputError, match="unknown Fuser option"):
         batch.run(batch.pair_jobs(data / "pairs", tmp_path / "out"), treads=2)
+    one = batch.Job("one", "stack", (str(data / "pairs" / "p1_1.png"),), str(tmp_path / "out" / "one.png"))
+    with pytest.raises(InputError, match="a stack of 1 files"):
+        batch.run([one])
+    twice = batch.pair_jobs(data / "pairs", tmp_path / "out")[:1] * 2
+    with pytest.raises(InputError, match="written by both"):
+        batch.run(twice)
     assert not (tmp_path / "out").exists()
 
 
