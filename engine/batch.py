@@ -17,6 +17,7 @@ Dask is the optional extra ``[dask]`` (``distributed``), imported only when a cl
 from __future__ import annotations
 
 import collections
+import glob
 import inspect
 import json
 import logging
@@ -214,6 +215,16 @@ def _fuse_stack(job: Job, fuser) -> int:
     return res.frames
 
 
+def _remove_leftovers(job: Job) -> None:
+    """Temporary files beside this job's outputs (engine.imageio.create_temp's names) left by an
+    earlier run of it that was killed while it wrote; only this job writes those names."""
+    for out in filter(None, (job.output, job.index_map)):
+        out = Path(out)
+        for tmp in out.parent.glob(f".{glob.escape(out.name)}.*.part"):
+            if re.fullmatch(r"[0-9a-f]{8}", tmp.name[len(out.name) + 2:-len(".part")]):
+                tmp.unlink(missing_ok=True)
+
+
 def execute(job: Job, fuser_options: dict) -> dict:
     """Run one job here and return its record; its bad input is the record's ``error`` (the
     message a single run gives), anything else is raised (for Dask to retry)."""
@@ -221,6 +232,7 @@ def execute(job: Job, fuser_options: dict) -> dict:
         t = time.perf_counter()
         record = {"worker": _started(_dask_worker()), "frames": len(job.inputs)}
         try:
+            _remove_leftovers(job)
             fuser = _cached_fuser(fuser_options) if job.needs_fuser else None
             record["frames"] = (_fuse_pair if job.kind == "pair" else _fuse_stack)(job, fuser)
             record["status"], record["error"] = "fused", None

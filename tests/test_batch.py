@@ -279,3 +279,21 @@ def test_a_job_that_keeps_killing_its_worker_fails_alone(data, tmp_path, weights
     assert jobs["s0"]["status"] == "fused"
     assert jobs["bomb"]["status"] == "failed" and "worker died 2 times" in jobs["bomb"]["error"], jobs["bomb"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["s0.png"]
+
+
+def test_stacks_dir_index_maps_and_leftovers_of_a_killed_write(run, data, tmp_path):
+    """--index-map names a format with --stacks-dir; a temporary file an earlier, killed run of a
+    job left beside its output is removed when the job runs again (another name is kept)."""
+    stacks = tmp_path / "stacks"
+    shutil.copytree(data / "stacks" / "s0", stacks / "s0")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".s0.png.0123abcd.part").write_bytes(b"partial")
+    (out / ".other.png.0123abcd.part").write_bytes(b"not ours")
+    rc, err = run("--stacks-dir", stacks, "-o", out, "--index-map", ".npy")
+    assert rc == 0, err
+    assert sorted(p.name for p in out.iterdir()) == [".other.png.0123abcd.part", "report.json", "s0.png", "s0_index.npy"]
+    index = np.load(out / "s0_index.npy")
+    assert index.shape == read_image(out / "s0.png").shape[:2] and set(np.unique(index)) <= {0, 1, 2}
+    rc, err = run("--stacks-dir", stacks, "-o", tmp_path / "jpg", "--index-map", ".jpg")
+    assert rc == 2 and "--index-map with --stacks-dir takes a format" in err and not (tmp_path / "jpg").exists()
