@@ -447,7 +447,7 @@ def cluster(address: str, *, max_memory=None, timeout: float | None = None) -> I
     from engine.memory import HOST_DEFAULT, parse_size
     limit = (parse_size(max_memory) if max_memory is not None else HOST_DEFAULT) + WORKER_BASE
     config = {"distributed.scheduler.worker-saturation": 1.0,   # a job goes to a worker when it can run it
-              "distributed.worker.preload": [__name__],          # dask_setup below, in every worker
+              "distributed.worker.preload": [__name__],          # dask_setup above, in every worker
               "distributed.worker.memory.target": False, "distributed.worker.memory.spill": False,
               "distributed.worker.memory.pause": False, "distributed.worker.memory.terminate": 0.95}
     with dask.config.set(config):
