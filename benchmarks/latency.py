@@ -251,7 +251,8 @@ def cli_rows(backends, weights, n: int, eager_ms: float | None) -> list[dict]:
             shutil.copy(b, src / b.name)
         for bk in backends:
             cache = Path(tmp) / f"cache-{bk}"
-            args = ["--pairs-dir", str(src), "-o", str(Path(tmp) / f"out-{bk}"), "--weights", str(weights)]
+            args = ["--pairs-dir", str(src), "-o", str(Path(tmp) / f"out-{bk}"), "--weights", str(weights),
+                    "--overwrite"]   # the same folder each run: existing outputs would be skipped
             cli(args, cache, bk)  # fills the model cache (its time is the cold case of startup_rows)
             wall = statistics.median(cli(args, cache, bk) for _ in range(2))
             row = {"backend": bk, "pairs": len(pairs), "total_s": wall, "per_pair_s": wall / len(pairs)}

@@ -1,7 +1,11 @@
 """Registration of focus-stack frames (focus breathing, shifts, small rotations, exposure).
 
 Each frame is registered to its *neighbour* (adjacent focus planes look alike, distant ones do
-not) and the steps are chained to frame 0; ``rebase`` moves the chain to another reference.
+not) and the steps are chained outwards from a *reference* frame in both directions, whose
+geometry the stack is resampled into (``REFERENCES``; ``align_stack``). The default is the middle
+frame: focus breathing scales the frames steadily from one end of the stack to the other, so the
+middle frame needs the least warping (each warp resamples and softens, and the uncovered border
+grows with it); measured in benchmarks/STACKS.md.
 Estimation runs on downscaled gray thumbnails (longest side ``max_side``): OpenCV's ECC
 (``cv2.findTransformECC``, enhanced correlation, invariant to gain and offset) on a three-level
 pyramid, started from the previous step (breathing is steady) and, should that fail, from
@@ -35,8 +39,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -47,6 +52,8 @@ from engine.errors import InputError
 log = logging.getLogger(__name__)
 
 MODELS = ("auto", "affine", "homography")
+REFERENCES = ("first", "middle", "last")   # or a frame number
+DEFAULT_REFERENCE = "middle"
 MAX_SIDE = 512            # thumbnail size for estimation (ECC is sub-pixel: ~0.1 px at full size)
 MIN_SCORE = 0.7           # ECC correlation with the neighbour on the thumbnail
 MAX_STEP_LOG_SCALE = math.log(1.15)
@@ -225,6 +232,14 @@ def _check(matrix: np.ndarray, size_hw, step: bool) -> str:
     return ""
 
 
+def _check_chain(matrix: np.ndarray, gain: np.ndarray, size_hw) -> str:
+    """'' if a transform to the reference is plausible (geometry and exposure), else what is wrong."""
+    why = _check(matrix, size_hw, step=False)
+    if not why and not (GAIN_RANGE[0] <= gain.min() and gain.max() <= GAIN_RANGE[1]):
+        why = f"exposure gain {gain.min():.2f}..{gain.max():.2f} is outside {GAIN_RANGE[0]}..{GAIN_RANGE[1]}"
+    return why
+
+
 def corner_displacement(matrix: np.ndarray, size_hw) -> float:
     """Largest distance (px) any image corner moves under ``matrix``."""
     h, w = size_hw
@@ -237,13 +252,16 @@ class StackAligner:
     """Registers frames one at a time to the previous good frame, chained to frame 0.
 
     Holds only the last good frame's thumbnails (constant memory). ``add`` returns the frame's
-    ``Transform`` to frame 0 (frame 0 itself gets identity)."""
+    ``Transform`` to frame 0 (frame 0 itself gets identity). ``chain_check=False`` checks each
+    neighbour step only, for a chain that ``to_reference`` re-expresses and checks against
+    another reference."""
 
     def __init__(self, model: str = "auto", *, max_side: int = MAX_SIDE, strict: bool = True,
-                 names: Sequence[str] | None = None):
+                 names: Sequence[str] | None = None, chain_check: bool = True):
         if model not in MODELS:
             raise InputError(f"unknown alignment model '{model}'; choose one of {', '.join(MODELS)}")
         self.model, self.max_side, self.strict, self.names = model, max_side, strict, names
+        self.chain_check = chain_check
         self.motion = cv2.MOTION_HOMOGRAPHY if model == "homography" else cv2.MOTION_AFFINE
         self.index = 0
         self._ref_meta = None
@@ -278,7 +296,8 @@ class StackAligner:
             # Best guess for an unregistrable frame: where its predecessor was; the chain goes on
             # from the last good frame.
             return Transform(self._prev_chain.copy(), self._prev_gain.copy(), 0.0, i, ok=False, message=str(e))
-        log.info("aligned %s", t.describe())
+        if self.chain_check:
+            log.info("aligned %s", t.describe())
         return t
 
     def _fail(self, i: int, why: str) -> AlignmentError:
@@ -325,9 +344,7 @@ class StackAligner:
         if not homography:
             chain[2] = (0, 0, 1)
         gain = self._prev_gain * gain_step
-        why = _check(chain, thumb.full_hw, step=False)
-        if not why and not (GAIN_RANGE[0] <= gain.min() and gain.max() <= GAIN_RANGE[1]):
-            why = f"exposure gain {gain.min():.2f}..{gain.max():.2f} is outside {GAIN_RANGE[0]}..{GAIN_RANGE[1]}"
+        why = _check_chain(chain, gain, thumb.full_hw) if self.chain_check else ""
         if why:
             raise self._fail(i, why + " (chained to the reference)")
         self._prev, self._prev_chain, self._prev_gain, self._last_step = thumb, chain, gain, step
@@ -335,9 +352,31 @@ class StackAligner:
         return Transform(chain.copy(), gain.copy(), rho, i)
 
 
+def parse_reference(value) -> str | int:
+    """A reference as given ("first", "middle", "last", a frame number >= 0, or its text) -> the
+    name or the int; anything else is an InputError."""
+    if isinstance(value, str) and value in REFERENCES:
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0:
+        return int(value)
+    raise InputError(f"unknown reference frame {value!r}; give {', '.join(REFERENCES)} or a frame number (0 = first)")
+
+
+def reference_index(reference, n: int) -> int:
+    """The frame number ``reference`` names in an ``n``-frame stack (middle: n // 2, as focus-stack)."""
+    reference = parse_reference(reference)
+    i = {"first": 0, "middle": n // 2, "last": n - 1}.get(reference, reference)
+    if not 0 <= i < n:
+        raise InputError(f"reference frame {i} is outside the stack's {n} frames (0..{n - 1})")
+    return i
+
+
 def rebase(transforms: Sequence[Transform], reference: int) -> list[Transform]:
     """The same registration with frame ``reference`` as the reference (its transform becomes
-    identity; geometry and gains are re-expressed relative to it)."""
+    identity; geometry and gains are re-expressed relative to it). Frame i's new matrix is the
+    product of the neighbour steps between the reference and i only (chained outwards)."""
     ref = transforms[reference]
     inv = np.linalg.inv(ref.matrix)
     out = []
@@ -350,17 +389,98 @@ def rebase(transforms: Sequence[Transform], reference: int) -> list[Transform]:
     return out
 
 
-def register_stack(frames: Iterable[np.ndarray], model: str = "auto", reference: int = 0, *,
+def to_reference(transforms: Sequence[Transform], reference: int, size_hw, *, strict: bool = True,
+                 names: Sequence[str] | None = None) -> list[Transform]:
+    """``transforms`` (chained to frame 0 without chain checks: ``StackAligner(chain_check=False)``)
+    re-expressed relative to frame ``reference`` and checked for plausibility against it, walking
+    outwards in both directions. A chain that fails is an AlignmentError (``strict``), else a
+    warning and ``ok=False`` with its inner neighbour's transform (the frame is used as it is)."""
+    name = lambda i: names[i] if names and i < len(names) else f"frame {i}"
+    if not transforms[reference].ok:
+        raise AlignmentError(f"the reference frame {reference} ({name(reference)}) cannot be registered to its "
+                             "neighbours; choose another reference", reference)
+    out = rebase(transforms, reference)
+    for step in (-1, 1):
+        inner = out[reference]
+        for i in range(reference + step, -1 if step < 0 else len(out), step):
+            t = out[i]
+            why = _check_chain(t.matrix, t.gain, size_hw) if t.ok else ""
+            if why:
+                e = AlignmentError(f"{name(i)} cannot be registered to {name(reference)}: {why} "
+                                   "(chained to the reference)", i)
+                if strict:
+                    raise e
+                log.warning("%s", e)
+                out[i] = t = Transform(inner.matrix.copy(), inner.gain.copy(), 0.0, i, ok=False, message=str(e))
+            if t.ok:
+                inner = t
+    return out
+
+
+def register_stack(frames: Iterable[np.ndarray], model: str = "auto", reference=0, *,
                    names: Sequence[str] | None = None, strict: bool = True,
                    max_side: int = MAX_SIDE) -> list[Transform]:
-    """Transforms of every frame to frame ``reference`` (see the module docstring).
+    """Transforms of every frame to frame ``reference`` (a frame number or one of REFERENCES; see
+    the module docstring).
 
     ``frames`` may be a generator: each frame is read once and only thumbnails are kept."""
-    aligner = StackAligner(model, max_side=max_side, strict=strict, names=names)
-    transforms = [aligner.add(f) for f in frames]
-    if not 0 <= reference < len(transforms):
-        raise InputError(f"reference frame {reference} is outside the stack's {len(transforms)} frames")
-    return transforms if reference == 0 else rebase(transforms, reference)
+    first = parse_reference(reference) in ("first", 0)
+    aligner = StackAligner(model, max_side=max_side, strict=strict, names=names, chain_check=first)
+    transforms, size = [], None
+    for f in frames:
+        transforms.append(aligner.add(f))
+        size = size or f.shape[:2]
+    if first:
+        return transforms
+    return to_reference(transforms, reference_index(reference, len(transforms)), size, strict=strict, names=names)
+
+
+def align_stack(frames: Iterable[np.ndarray], model: str, reference=DEFAULT_REFERENCE, *,
+                names: Sequence[str] | None = None, strict: bool = True,
+                transforms: list | None = None) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    """``(frame, valid)`` in the reference frame's geometry and exposure, in input order; ``valid``
+    None where the frame is used as it is (identity, or not registered with ``strict=False``).
+    Each frame's Transform to the reference is appended to ``transforms`` before it is yielded.
+
+    The first frame as reference: one pass, each frame registered and warped as it arrives.
+    Another reference (its number is known only once every frame is read): two passes, the first
+    registering neighbours on thumbnails (``max_side`` px, a few hundred kB a frame), the second
+    warping. ``frames`` is then iterated twice, unless it is an iterator (``iter(x) is x``: a
+    generator), whose frames are held between the passes: n full frames of memory. Give a
+    re-iterable (a list, or a Sequence that reads files, ``engine.imageio.ImageFiles``) to keep
+    memory at one frame in flight."""
+    transforms = [] if transforms is None else transforms
+    if parse_reference(reference) in ("first", 0):
+        aligner = StackAligner(model, strict=strict, names=names)
+        for frame in frames:
+            t = aligner.add(frame)
+            transforms.append(t)
+            yield (frame, None) if not t.ok or t.identity else warp(frame, t)
+        return
+    held = deque() if isinstance(frames, Iterator) else None
+    aligner = StackAligner(model, strict=strict, names=names, chain_check=False)
+    chained, size = [], None
+    for frame in frames:                       # pass 1: neighbour steps on thumbnails
+        chained.append(aligner.add(frame))
+        size = size or frame.shape[:2]
+        if held is not None:
+            held.append(frame)
+    if len(chained) < 2:                       # the caller refuses a one-frame stack
+        yield from ((f, None) for f in (frames if held is None else held))
+        return
+    ref = reference_index(reference, len(chained))
+    transforms.extend(to_reference(chained, ref, size, strict=strict, names=names))
+    log.info("reference: frame %d of %d (%s)", ref, len(chained), reference)
+    for t in transforms:
+        log.info("aligned %s", t.describe())
+    again = iter(frames) if held is None else (held.popleft() for _ in range(len(held)))   # held: released as used
+    for t in transforms:                       # pass 2: warp
+        frame = next(again, None)
+        if frame is None:
+            raise InputError(f"the stack gave {len(transforms)} frames, then {t.frame} when read again")
+        yield (frame, None) if not t.ok or t.identity else warp(frame, t)
+    if next(again, None) is not None:
+        raise InputError(f"the stack gave {len(transforms)} frames, then more when read again")
 
 
 def warp(frame: np.ndarray, transform: Transform, size: tuple[int, int] | None = None,

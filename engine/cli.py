@@ -4,17 +4,15 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import sys
 import time
-from pathlib import Path
 
 from engine import __version__
 from engine.backends.base import BACKENDS
 from engine.errors import GacnError, InputError
 from engine.fusion import ALIGN_MODES
 from engine.strategies import DEFAULT as DEFAULT_STRATEGY, NETWORK_FREE, STRATEGIES, STRATEGY_HELP
-from engine.imageio import (check_index_map, check_output_image, check_writable, make_output_dir, quiet_opencv,
+from engine.imageio import (check_index_map, check_output_image, check_writable, quiet_opencv,
                             read_image, save_npz_atomic, write_image, write_index_map)
 
 log = logging.getLogger(__name__)
@@ -33,15 +31,25 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--stream", nargs=2, metavar=("A", "B"),
                       help="fuse two synchronised videos or image sequences (directory or glob) frame by frame")
     mode.add_argument("--demo", action="store_true", help="fuse a synthetic pair with a known answer and report D's accuracy")
+    p.add_argument("--stacks-dir", metavar="DIR", help="fuse every subfolder of DIR (a focus stack, files in natural "
+                   "order) to OUTDIR/SUBFOLDER.png; alone or with --pairs-dir; OUTDIR/report.json lists the jobs")
+    p.add_argument("--dask", metavar="ADDRESS", help="--pairs-dir/--stacks-dir on a Dask cluster: local:N (N worker "
+                   "processes here) or tcp://HOST:PORT (a scheduler; workers read and write the same paths)")
+    p.add_argument("--overwrite", action="store_true", help="--pairs-dir/--stacks-dir: redo the jobs whose outputs exist "
+                   "(default: skip them)")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output image, directory (--pairs-dir) or video/directory (--stream)")
     p.add_argument("--save-maps", metavar="MAPS.npz", help="also save float32 'decision' (D) and 'mask' (M)")
-    p.add_argument("--index-map", metavar="PATH", help="stack: save which frame each pixel came from (.npy, or a 16-bit image)")
+    p.add_argument("--index-map", metavar="PATH", help="stack: save which frame each pixel came from (.npy, or a 16-bit image); "
+                   "--stacks-dir: the format (.npy, .png, ...) of OUTDIR/SUBFOLDER_index.EXT")
     p.add_argument("--strategy", choices=STRATEGIES, default=DEFAULT_STRATEGY,
                    help=f"stack strategy (default {DEFAULT_STRATEGY}): " + "; ".join(f"{k}: {v}" for k, v in STRATEGY_HELP.items()))
     p.add_argument("--align", choices=ALIGN_MODES, help="register the frames first (default: auto for --stack, which "
                    "leaves registered frames as they are; none for pairs); affine/homography make a frame that "
                    "cannot be registered an error")
     p.add_argument("--crop", action="store_true", help="--stack: crop to the area every aligned frame covers")
+    p.add_argument("--reference", metavar="{first,middle,last,N}", help="--stack: the frame whose geometry the aligned "
+                   "output keeps (default middle: the least warping under focus breathing; first for --strategy "
+                   "calibration); N counts from 0")
     p.add_argument("--backend", default="auto", choices=("auto", *BACKENDS),
                    help="auto: tensorrt with --engine, torch-cuda with a GPU, else openvino if installed, else onnxruntime")
     p.add_argument("--weights", metavar="PATH", help="GACN checkpoint (default: $GACN_WEIGHTS or a verified download)")
@@ -102,15 +110,19 @@ def _make_fuser(args, progress=None):
 
 
 def _check_args(args, parser):
-    pair_mode = not (args.pairs_dir or args.stack or args.stream or args.demo)
+    pair_mode = not (args.pairs_dir or args.stacks_dir or args.stack or args.stream or args.demo)
+    from engine.batch_cli import check_batch_args
+    check_batch_args(args, parser)
     if pair_mode and len(args.sources) != 2:
         parser.error(f"give two source images A B (got {len(args.sources)}), or one of --pairs-dir/--stack/--stream/--demo")
     if not pair_mode and args.sources:
         parser.error("source images go either as A B or after --stack/--stream, not both")
-    if args.index_map and not args.stack:
-        parser.error("--index-map applies to --stack only")
-    if args.crop and not args.stack:
-        parser.error("--crop applies to --stack only")
+    if args.index_map and not (args.stack or args.stacks_dir):
+        parser.error("--index-map applies to --stack/--stacks-dir only")
+    if args.crop and not (args.stack or args.stacks_dir):
+        parser.error("--crop applies to --stack/--stacks-dir only")
+    if args.reference is not None and not (args.stack or args.stacks_dir):
+        parser.error("--reference applies to --stack/--stacks-dir only")
     if args.save_maps and not (pair_mode or args.demo):
         parser.error("--save-maps applies to a single pair (A B or --demo)")
     if args.max_memory is not None:
@@ -120,6 +132,10 @@ def _check_args(args, parser):
     check_tile(args.tile)
     if args.stack and len(args.stack) < 2:
         raise InputError(f"a focus stack needs at least 2 frames, got {len(args.stack)}")
+    if args.stack:
+        from engine.align import reference_index
+        from engine.fusion import stack_reference
+        reference_index(stack_reference(args.reference, args.strategy, args.align or "auto"), len(args.stack))
     if args.slots < 1:
         raise InputError(f"--slots must be at least 1 (frames in flight), got {args.slots}")
     for option in ("save_maps", "index_map"):
@@ -145,64 +161,24 @@ def run_pair(args, a, b, names=("source A", "source B")):
     return res
 
 
-def run_pairs_dir(args) -> int:
-    src = Path(args.pairs_dir)
-    if not src.is_dir():
-        raise InputError(f"{src}: not a directory")
-    groups: dict[str, dict[str, Path]] = {}
-    for f in sorted(src.iterdir()):
-        m = re.fullmatch(r"(.+)_([12])\.[^.]+", f.name)
-        if m and f.is_file():
-            groups.setdefault(m.group(1), {})[m.group(2)] = f
-    if not groups:
-        raise InputError(f"{src}: no NAME_1.*/NAME_2.* files")
-    out = Path(args.output)
-    make_output_dir(out)
-    failed = [f"{name}: missing NAME_{'2' if '1' in g else '1'}.*" for name, g in groups.items() if len(g) != 2]
-    complete = [(name, g) for name, g in groups.items() if len(g) == 2]
-    from engine.prefetch import prefetch
-
-    def load(item):
-        name, g = item
-        try:
-            return name, read_image(g["1"]), read_image(g["2"]), None
-        except GacnError as e:
-            return name, None, None, e
-
-    written = 0
-    with _make_fuser(args) as fuser, _progress(len(complete), "pairs", args.quiet, unit="pair") as bar:
-        for name, a, b, err in prefetch(load, complete):
-            try:
-                if err:
-                    raise err
-                write_image(out / f"{name}.png", fuser.fuse(a, b, align=args.align or "none").fused)
-                written += 1
-            except InputError as e:
-                failed.append(f"{name}: {e}")
-            bar.update()
-    for msg in failed:
-        print(f"gacn-fuse: error: {msg}", file=sys.stderr)
-    log.info("%d of %d pairs fused into %s", written, len(groups), out)
-    return EXIT_BAD_INPUT if failed else 0
-
-
 def run_stack(args) -> int:
-    import itertools
-    from engine.prefetch import prefetch
     paths = args.stack
     first = read_image(paths[0])  # its bit depth decides what the output format must hold
     check_output_image(args.output, first.dtype)
     if args.index_map:
         check_index_map(args.index_map, len(paths))
     from contextlib import nullcontext
-    from engine.fusion import fuse_stack
+    from engine.align import reference_index
+    from engine.fusion import fuse_stack, stack_reference
+    from engine.imageio import ImageFiles
     no_network = args.strategy in NETWORK_FREE
+    align = args.align or "auto"
+    reference_index(stack_reference(args.reference, args.strategy, align), len(paths))   # before any model loads
     with (nullcontext() if no_network else _make_fuser(args)) as fuser, \
             _Bar("frames", "stack", args.quiet, total=len(paths)) as bar:   # moves per fused frame
         t = time.perf_counter()
-        res = fuse_stack(itertools.chain([first], prefetch(read_image, paths[1:])),
-                         pipeline=None if no_network else fuser.pipeline, strategy=args.strategy,
-                         align=args.align or "auto", names=paths, crop=args.crop, progress=bar)
+        res = fuse_stack(ImageFiles(paths), pipeline=None if no_network else fuser.pipeline, strategy=args.strategy,
+                         align=align, names=paths, crop=args.crop, reference=args.reference, progress=bar)
         log.info("fused %d frames in %.2f s (%s)", res.frames, time.perf_counter() - t, args.strategy)
     write_image(args.output, res.fused, announce=False)
     if args.index_map:
@@ -236,8 +212,9 @@ def _dispatch(args, parser) -> int:
         pair_mode = _check_args(args, parser)
         if args.demo:
             return run_demo(args)
-        if args.pairs_dir:
-            return run_pairs_dir(args)
+        if args.pairs_dir or args.stacks_dir:
+            from engine.batch_cli import run_batch
+            return run_batch(args, _progress)
         if args.stack:
             return run_stack(args)
         if args.stream:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator as _Iterator
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
@@ -9,7 +10,7 @@ import numpy as np
 from engine import preprocess, strategies
 from engine.backends.base import HOST_BACKENDS, create_runner, resolve_backend
 from engine.errors import InputError
-from engine.align import MODELS, StackAligner, common_rect, warp
+from engine.align import DEFAULT_REFERENCE, MODELS, align_stack, common_rect, parse_reference, reference_index
 from engine.pipeline import Pipeline
 from engine.pipeline_api import Progress
 from engine.prefetch import background
@@ -23,72 +24,93 @@ ALIGN_MODES = ("none", *MODELS)
 __all__ = ["Fuser", "FusionResult", "StackResult", "StreamResult", "fuse_stack", "ALIGN_MODES"]
 
 
-def _aligned(frames: Iterable[np.ndarray], align: str, names, transforms: list) -> Iterator[tuple]:
-    """(frame, valid) in frame 0's geometry, one at a time (engine.align); ``valid`` None: all.
+def _aligned(frames: Iterable[np.ndarray], align: str, reference, names, transforms: list) -> Iterator[tuple]:
+    """(frame, valid) in the reference frame's geometry (engine.align.align_stack); ``valid`` None: all.
 
     ``auto`` warns about a frame it cannot register and fuses it as it is; an explicit model makes
     that an error naming the frame."""
     if align not in ALIGN_MODES:
         raise InputError(f"unknown alignment '{align}'; choose one of {', '.join(ALIGN_MODES)}")
     if align == "none":
-        yield from ((f, None) for f in frames)
-        return
-    aligner = StackAligner(align, strict=align != "auto", names=names)
-    for frame in frames:
-        t = aligner.add(frame)
-        transforms.append(t)
-        if not t.ok or t.identity:
-            yield frame, None
-        else:
-            yield warp(frame, t)
+        return ((f, None) for f in frames)
+    return align_stack(frames, align, reference, names=names, strict=align != "auto", transforms=transforms)
+
+
+def stack_reference(reference, strategy: str, align: str):
+    """The reference frame of a stack (its geometry is the output's): ``reference`` checked, or
+    the default (the middle frame; the first for ``calibration``, which compares every frame with
+    frame 0 as its authors define it). Refused where it does not apply."""
+    if reference is None:
+        return "first" if strategy in strategies.FRAME0_STRATEGIES or align == "none" else DEFAULT_REFERENCE
+    reference = parse_reference(reference)
+    if align == "none":
+        raise InputError("a reference frame applies to aligned stacks only (alignment none keeps every frame as it is)")
+    if strategy in strategies.FRAME0_STRATEGIES and reference not in ("first", 0):
+        raise InputError(f"the '{strategy}' strategy compares every frame with frame 0 (the authors' definition): "
+                         f"its reference is the first frame, not {reference}")
+    return reference
+
+
+class _Checked:
+    """The frames, each checked as it is read (against frame 0); re-iterable if ``frames`` is."""
+
+    def __init__(self, frames: Iterable[np.ndarray], names):
+        self.frames, self.names = frames, names
+        self.read = 0           # frames read by the latest iteration
+
+    def name(self, i):
+        return self.names[i] if self.names and i < len(self.names) else f"frame {i}"
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        first = None
+        for i, img in enumerate(self.frames):
+            self.read = i + 1
+            if first is None:
+                first = preprocess.check_image(img, self.name(0))
+                yield first
+            else:
+                yield preprocess.check_sources([first, img], [self.name(0), self.name(i)])[1]
 
 
 def fuse_stack(frames: Iterable[np.ndarray], *, pipeline: Pipeline | None, strategy: str = strategies.DEFAULT,
                align: str = "auto", names: Sequence[str] | None = None, crop: bool = False,
-               progress: Progress | None = None) -> StackResult:
-    """Fuse a focus stack read one frame at a time (frame 0 is the reference): the one stack
-    entry point (``Fuser.fuse_stack`` calls it with its pipeline; engine.strategies runs it).
+               reference=None, progress: Progress | None = None) -> StackResult:
+    """Fuse a focus stack (frames in focus order; the index map holds these frame numbers): the one
+    stack entry point (``Fuser.fuse_stack`` calls it with its pipeline; engine.strategies runs it).
 
-    ``align`` (default auto): register each frame to its neighbour, chained to frame 0 (focus
-    breathing, shifts, exposure; engine.align); registered stacks are left as they are. The
-    output keeps frame 0's geometry; pixels a warped frame does not cover come from the frames
-    that cover them, ``valid_rect`` is the area every frame covers and ``crop`` cuts to it.
+    ``align`` (default auto): register each frame to its neighbour, chained outwards from the
+    ``reference`` frame ("first", "middle", "last" or a number; default the middle one, the first
+    for ``calibration``; engine.align) for focus breathing, shifts and exposure; registered stacks
+    are left as they are. The output is in the reference frame's geometry; pixels a warped frame
+    does not cover come from the frames that cover them, ``valid_rect`` is the area every frame
+    covers and ``crop`` cuts to it. Memory: with the first frame as reference, frames are read
+    once, one at a time; with another, twice (thumbnails first): a list or a Sequence is iterated
+    twice, an iterator's frames are held (n frames; engine.align.align_stack).
     ``pipeline`` may be None for a strategy that runs no network (strategies.NETWORK_FREE).
     ``progress("frames", fused, read)`` after each frame is fused."""
     strategies.check(strategy)
+    reference = stack_reference(reference, strategy, align)
     if pipeline is None and strategy not in strategies.NETWORK_FREE:
         raise InputError(f"the '{strategy}' strategy runs the network: it needs a Fuser")
+    if isinstance(frames, Sequence) and len(frames) >= 2:
+        reference_index(reference, len(frames))         # an out-of-range reference before any work
 
-    def name(i):
-        return names[i] if names and i < len(names) else f"frame {i}"
-
-    read = 0
-
-    def checked() -> Iterator[np.ndarray]:
-        nonlocal read
-        first = None
-        for i, img in enumerate(frames):
-            read = i + 1
-            if first is None:
-                first = preprocess.check_image(img, name(0))
-                yield first
-            else:
-                yield preprocess.check_sources([first, img], [name(0), name(i)])[1]
-
+    checked = _Checked(frames, names)
     transforms: list = []
-    items = _aligned(checked(), align, names, transforms)
+    items = _aligned(iter(checked) if isinstance(frames, _Iterator) else checked, align, reference, names, transforms)
     if align != "none":  # register and warp the next frames on a thread while this one is fused
         items = background(items, depth=2)
-    done = None if progress is None else (lambda fused: progress("frames", fused, read))
+    done = None if progress is None else (lambda fused: progress("frames", fused, checked.read))
     fused, index, n = strategies.run(pipeline, items, strategy, done)
-    rect = None
+    rect, ref = None, (None if align == "none" else reference_index(reference, n))
     if any(not t.identity for t in transforms):
         rect = common_rect([t for t in transforms if t.ok], fused.shape[:2])   # a failed frame is used unwarped
-        log.info("aligned %d frames; every frame covers x %d..%d, y %d..%d", n, rect[0], rect[2], rect[1], rect[3])
+        log.info("aligned %d frames to frame %d; every frame covers x %d..%d, y %d..%d", n, ref, rect[0], rect[2],
+                 rect[1], rect[3])
         if crop:
             x0, y0, x1, y1 = rect
             fused, index = fused[y0:y1, x0:x1].copy(), index[y0:y1, x0:x1].copy()
-    return StackResult(fused, index, n, transforms=transforms or None, valid_rect=rect)
+    return StackResult(fused, index, n, transforms=transforms or None, valid_rect=rect, reference=ref)
 
 
 class Fuser:
@@ -139,7 +161,7 @@ class Fuser:
         A, the result takes A (M = 1)."""
         if align == "none":
             return self.pipeline.fuse(a, b, maps)
-        (_, _), (b, valid) = _aligned([a, b], align, ["source A", "source B"], [])
+        (_, _), (b, valid) = _aligned([a, b], align, "first", ["source A", "source B"], [])
         res = self.pipeline.fuse(a, b, maps)
         if valid is not None and not valid.all():
             a = preprocess.check_image(a, "source A")
@@ -149,10 +171,10 @@ class Fuser:
         return res
 
     def fuse_stack(self, frames: Iterable[np.ndarray], *, strategy: str = strategies.DEFAULT, align: str = "auto",
-                   names: Sequence[str] | None = None, crop: bool = False) -> StackResult:
-        """Fuse a focus stack read one frame at a time (frame 0 is the reference); see fuse_stack."""
+                   names: Sequence[str] | None = None, crop: bool = False, reference=None) -> StackResult:
+        """Fuse a focus stack in the ``reference`` frame's geometry (default the middle frame); see fuse_stack."""
         return fuse_stack(frames, pipeline=self.pipeline, strategy=strategy, align=align, names=names, crop=crop,
-                          progress=self.pipeline.progress)
+                          reference=reference, progress=self.pipeline.progress)
 
     def stream(self, pairs: Iterable, *, slots: int = 3, maps: bool = False) -> Iterator[StreamResult]:
         """Fuse a stream of ``(a, b)`` pairs with ``slots`` frames in flight; results come in input

@@ -10,7 +10,9 @@ import logging
 import os
 import secrets
 import struct
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -88,6 +90,30 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         else:
             img = img[:, :, ::-1]  # OpenCV's BGR -> RGB
     return np.ascontiguousarray(img)
+
+
+class ImageFiles(Sequence):
+    """Image files as a stack source read on access: each iteration decodes them again (two files
+    ahead on threads, engine.prefetch), so a stack aligned to a middle frame, read twice, holds a
+    few frames at a time, never all. ``on_read`` is called after each file is read by iteration."""
+
+    def __init__(self, paths: Sequence[str | os.PathLike], on_read=None):
+        self.paths, self.on_read = list(paths), on_read
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return ImageFiles(self.paths[i], self.on_read)
+        return read_image(self.paths[i])
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        from engine.prefetch import prefetch
+        for img in prefetch(read_image, self.paths):
+            if self.on_read:
+                self.on_read()
+            yield img
 
 
 def holds_16_bit(path: str | os.PathLike) -> bool:

@@ -21,6 +21,7 @@ class StackResult:
     frames: int
     transforms: list | None = None        # alignment: one engine.align.Transform per frame, if aligned
     valid_rect: tuple | None = None       # (x0, y0, x1, y1): the area every aligned frame covers
+    reference: int | None = None          # aligned: the frame whose geometry the output has
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Focus-stack strategies: how N frames (already in frame 0's geometry) become one image.
+"""Focus-stack strategies: how N frames (already in the reference frame's geometry) become one image.
 
 Each takes a pipeline (engine.pipeline_api.StackPipeline: its declared interface, or None for
 a strategy that runs no network), an iterator of ``(frame, valid)`` pairs (host frames;
@@ -40,6 +40,7 @@ STRATEGY_HELP = {
 }
 STRATEGIES = tuple(STRATEGY_HELP)
 NETWORK_FREE = {"focus-weights"}   # strategies that run no network (no checkpoint needed)
+FRAME0_STRATEGIES = {"calibration"}  # defined against frame 0: aligned stacks keep its geometry
 
 
 Done = Callable[[int], None] | None   # told the number of frames fused so far

@@ -57,7 +57,7 @@ def test_pairs_dir(run, data_dir, tmp_path):
             shutil.copy(data_dir / "pairs" / f"{n}_{i}.png", src)
     rc, _, err = run("--pairs-dir", src, "-o", tmp_path / "out")
     assert rc == 0, err
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["color_tid_t5.png", "gray_mwg_clock.png"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["color_tid_t5.png", "gray_mwg_clock.png", "report.json"]
 
 
 def test_pairs_dir_reports_the_bad_pair_and_keeps_the_rest(run, data_dir, tmp_path):
@@ -71,7 +71,7 @@ def test_pairs_dir_reports_the_bad_pair_and_keeps_the_rest(run, data_dir, tmp_pa
     rc, _, err = run("--pairs-dir", src, "-o", tmp_path / "out")
     assert rc == 2
     assert "mixed" in err and "lonely" in err
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["color_tid_t5.png"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["color_tid_t5.png", "report.json"]
 
 
 def test_stack_small_with_index_map(run, data_dir, tmp_path):

@@ -2,8 +2,9 @@
 engine.executor declare, and the pipeline and executors implement those declarations.
 
 The check reads the source (AST): an attribute read on a pipeline or an executor (a name such as
-``pipeline``/``pipe``/``ex``/``executor``/``job``, ``x.pipeline``, or a parameter annotated with
-a declared Protocol) must be a member of the interface declared for it.
+``pipeline``/``pipe``/``ex``/``executor``, ``x.pipeline``, or a parameter annotated with a
+declared Protocol, as the strategies' ``job: StackJob``) must be a member of the interface
+declared for it.
 """
 import ast
 
@@ -38,7 +39,7 @@ def receivers(protocols) -> dict[str, set[str]]:
     """What each conventional name may use."""
     pipeline = protocols["PairPipeline"] | protocols["StackPipeline"]
     executor = protocols["Executor"] | protocols["StackAccumulators"]
-    return {"pipeline": pipeline, "pipe": pipeline, "ex": executor, "executor": executor, "job": protocols["StackJob"]}
+    return {"pipeline": pipeline, "pipe": pipeline, "ex": executor, "executor": executor}
 
 
 def _annotation_name(node) -> str | None:
@@ -103,7 +104,7 @@ def test_code_outside_the_pipeline_uses_only_declared_interfaces():
     ("def f(self):\n    return self.pipeline.workspaces('stack', 2), self.pipeline.fence('x')\n",
      ["2: pipeline.fence"]),
     ("def f(p: StackPipeline):\n    return p.frames_on_executor([], 2)\n", ["2: p.frames_on_executor"]),
-    ("def f(job):\n    return job._ex.put\n", ["2: job._ex"]),
+    ("def f(job: StackJob):\n    return job._ex.put\n", ["2: job._ex"]),
     ("def f(ex):\n    return ex.calibration, ex.download\n", ["2: ex.download"]),
 ])
 def test_checker_catches_attributes_the_interfaces_do_not_name(snippet, expected):
