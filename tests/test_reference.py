@@ -176,7 +176,7 @@ def test_cli_reference_with_a_pair_exit_2(stack_files, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main([*stack_files[:2], "-o", str(out), "--reference", "first"])
     assert e.value.code == 2 and not out.exists()
-    assert "--reference applies to --stack only" in capsys.readouterr().err
+    assert "--reference applies to --stack/--stacks-dir only" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args", [["--align", "none"], ["--strategy", "calibration", "--align", "none", "--tile", "0"],
