@@ -13,11 +13,12 @@ import numpy as np
 from skimage.metrics import structural_similarity
 
 from engine import align
+from engine.testing.registration import register_stack
 from engine.synthetic import SyntheticStack
 
 
 def register_to_truth(result: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray, align.Transform]:
-    t = align.register_stack([truth, result], "affine", strict=True)[1]
+    t = register_stack([truth, result], "affine", strict=True)[1]
     warped, valid = align.warp(result, t, truth.shape[:2])
     return warped, valid, t
 

@@ -41,8 +41,7 @@ import torch
 from memory import camera_pair
 from engine import Fuser
 a, b = camera_pair({h}, {w})
-with Fuser({backend!r}, weights={weights!r}, engine={engine!r}, precision={precision!r}, max_memory={budget!r},
-           tile={tile!r}) as f:
+with Fuser({backend!r}, **{options!r}, max_memory={budget!r}, tile={tile!r}) as f:
     torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
     free0 = f.pipeline.ex.cuda.mem_info()[0]
     f.fuse(a, b)
@@ -65,10 +64,12 @@ def gpu_table(sizes_hw, weights: Path, backend: str, engine, precision: str, bud
     """Device memory per size (needs a GPU): the torch allocator's peak plus the executor's own
     buffers (frames, planes, pinned copies are host memory); a TensorRT engine's activations are
     in neither and are reported by its runner's cost model instead."""
+    from engine.options import applicable
     rows = []
     for h, w in sizes_hw:
-        code = GPU_PROBE.format(repo=str(REPO), bench=str(REPO / "benchmarks"), h=h, w=w, weights=str(weights),
-                                backend=backend, engine=engine, precision=precision, budget=budget, tile=tile)
+        options = applicable(backend, weights=str(weights), engine=engine, precision=precision)
+        code = GPU_PROBE.format(repo=str(REPO), bench=str(REPO / "benchmarks"), h=h, w=w, backend=backend,
+                                options=options, budget=budget, tile=tile)
         res = _probe(code)
         rows.append({"case": f"pair {w}x{h}", "megapixels": w * h / 1e6, "tile": res["side"] or "whole",
                      "device_gib": (res["torch_peak"] + res["executor_buffers"]) / 2**30})

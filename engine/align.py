@@ -1,7 +1,8 @@
 """Registration of focus-stack frames (focus breathing, shifts, small rotations, exposure).
 
 Each frame is registered to its *neighbour* (adjacent focus planes look alike, distant ones do
-not) and the steps are chained to frame 0; ``rebase`` moves the chain to another reference.
+not) and the steps are chained to frame 0 (engine.testing.registration registers a whole stack
+in one call and moves the chain to another reference).
 Estimation runs on downscaled gray thumbnails (longest side ``max_side``): OpenCV's ECC
 (``cv2.findTransformECC``, enhanced correlation, invariant to gain and offset) on a three-level
 pyramid, started from the previous step (breathing is steady) and, should that fail, from
@@ -333,34 +334,6 @@ class StackAligner:
         self._prev, self._prev_chain, self._prev_gain, self._last_step = thumb, chain, gain, step
         self._good_index = i
         return Transform(chain.copy(), gain.copy(), rho, i)
-
-
-def rebase(transforms: Sequence[Transform], reference: int) -> list[Transform]:
-    """The same registration with frame ``reference`` as the reference (its transform becomes
-    identity; geometry and gains are re-expressed relative to it)."""
-    ref = transforms[reference]
-    inv = np.linalg.inv(ref.matrix)
-    out = []
-    for t in transforms:
-        m = t.matrix @ inv
-        m /= m[2, 2]
-        if np.allclose(m, np.eye(3), atol=1e-12):
-            m = np.eye(3)
-        out.append(Transform(m, t.gain / ref.gain, t.score, t.frame, t.ok, t.message))
-    return out
-
-
-def register_stack(frames: Iterable[np.ndarray], model: str = "auto", reference: int = 0, *,
-                   names: Sequence[str] | None = None, strict: bool = True,
-                   max_side: int = MAX_SIDE) -> list[Transform]:
-    """Transforms of every frame to frame ``reference`` (see the module docstring).
-
-    ``frames`` may be a generator: each frame is read once and only thumbnails are kept."""
-    aligner = StackAligner(model, max_side=max_side, strict=strict, names=names)
-    transforms = [aligner.add(f) for f in frames]
-    if not 0 <= reference < len(transforms):
-        raise InputError(f"reference frame {reference} is outside the stack's {len(transforms)} frames")
-    return transforms if reference == 0 else rebase(transforms, reference)
 
 
 def warp(frame: np.ndarray, transform: Transform, size: tuple[int, int] | None = None,

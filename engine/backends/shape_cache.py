@@ -1,6 +1,6 @@
 """Per-shape state of a CUDA-graph runner: a small LRU of shapes and the capture policy.
 
-Policy (issue 10, lever 4): the first run of a shape is eager, so a one-shot call (a CLI pair)
+Policy: the first run of a shape is eager, so a one-shot call (a CLI pair)
 pays no capture it would never reuse; the second run of the same shape captures the network
 once and replays that capture (no second eager pass); every later run replays. The cache keeps
 the ``capacity`` most recently USED shapes (an LRU, not insertion order), so a shape that keeps
