@@ -34,6 +34,7 @@ from engine import align, synthetic  # noqa: E402
 from engine import strategies as S  # noqa: E402
 from engine.fusion import fuse_stack  # noqa: E402
 from engine.imageio import read_image  # noqa: E402
+from engine.testing.registration import register_stack  # noqa: E402
 
 log = logging.getLogger("stack_quality")
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,7 +58,7 @@ def run_synthetic(args, fuser) -> tuple[list[dict], dict]:
             stack = synthetic.make_stack(scene, 9, args.size, seed=args.seed, **options)
             name = f"{scene} / {variant}"
             t = time.perf_counter()
-            transforms = align.register_stack(stack.frames, "auto")
+            transforms = register_stack(stack.frames, "auto")
             al = [align.warp(f, tr) for f, tr in zip(stack.frames, transforms)]
             row = {"stack": name, "align_s": time.perf_counter() - t, "psnr": {}, "ssim": {}, "s": {}}
             results = {"middle frame": stack.frames[len(stack.frames) // 2]}
@@ -142,7 +143,7 @@ def real_stacks(args, path: Path) -> str:
             continue
         frames = [read_image(p) for p in paths]
         t = time.perf_counter()
-        transforms = align.register_stack(frames, "auto")
+        transforms = register_stack(frames, "auto")
         t_align = time.perf_counter() - t
         t = time.perf_counter()
         fw = fuse_stack(frames, pipeline=None).fused     # the default: focus-weights, align auto
@@ -150,7 +151,7 @@ def real_stacks(args, path: Path) -> str:
         results = {"focus-weights": fw}
         if tools.focus_stack_path():
             fs, t_fs = tools.run_focus_stack(frames)
-            fs_t = align.register_stack([fw, fs], "affine")[1]   # show it in the same geometry
+            fs_t = register_stack([fw, fs], "affine")[1]   # show it in the same geometry
             results["focus-stack"] = align.warp(fs, fs_t)[0]
         else:
             t_fs = float("nan")
