@@ -2,4 +2,5 @@
 never imported by the runtime (the import test in tests/test_tiling.py checks that): golden
 comparisons at explicit tolerances (metrics), numpy drivers and a CMake build of the kernel
 libraries (kernels), ONNX Runtime runners of the TensorRT plugin graph (ort_plugins), stack
-registration in one call (registration) and the memory-model probes (memory_model)."""
+registration in one call (registration), the memory-model probes (memory_model) and pairs of
+any size (pairs)."""
