@@ -10,7 +10,7 @@ part of every build of the package. Metadata lives in pyproject.toml.
   C++ compiler gets a wheel without kernels (ONNX Runtime only) and a warning saying so; a
   build that fails with both there fails the install.
 * Editable (``pip install -e .``): the same build in ``<repo>/build``, the tree that
-  ``cmake -S . -B build`` and engine.kernels.build() use (emulator included, for the tests);
+  ``cmake -S . -B build`` and engine.testing.kernels.build() use (emulator included, for the tests);
   nothing is copied into the source package. A failure is only a warning there: the ONNX
   Runtime path needs no kernels and the tests build or skip what they need.
 

@@ -10,7 +10,7 @@
    gacn_activity_scaled) under their derived bounds;
 3. runs those ABI 3 checks again under compute-sanitizer memcheck (section "memcheck");
 4. checks the whole PyTorch-CUDA path against every golden pair (FP32 and FP16 tolerances of
-   engine/metrics.py) and the 9-frame stack, for each feature path of --features
+   engine/testing/metrics.py) and the 9-frame stack, for each feature path of --features
    (engine/backends/torch_cuda_features.py: "default" = today's, "tc32" = no elementwise passes
    + tensor-core convolutions, "fold" = no elementwise passes + FMA convolutions);
 5. times each operation against the PyTorch ops it replaces and the ABI 3 kernels against
@@ -105,7 +105,8 @@ def golden_path(results, data, weights, features=("default",)):
 
 
 def _golden_path(results, data, weights, feat):
-    from engine import Fuser, metrics
+    from engine import Fuser
+    from engine.testing import metrics
     from engine.imageio import read_image
     names = sorted(p.name[:-9] for p in (data / "golden").glob("*_maps.npz"))
     rows = results["golden"]
@@ -301,7 +302,8 @@ def tiles(results, data, weights):
     the executor's buffers) and its time per megapixel against the whole-frame 4K pair's."""
     import torch
     from latency import test_pair
-    from engine import Fuser, metrics
+    from engine import Fuser
+    from engine.testing import metrics
     from engine.imageio import read_image
     names = sorted(p.name[:-len("_maps.npz")] for p in (data / "golden").glob("*_maps.npz"))
     for precision in ("fp32", "fp16"):
@@ -360,6 +362,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING)
     import torch
     from engine import kernels as K
+    from engine.testing import kernels as TK
     skip = set(filter(None, args.skip.split(",")))
     results = {"sections": {}, "ops": [], "op_timing": [], "golden": [], "whole": [], "baseline": [], "stack": [],
                "feature_ab": [], "memcheck": {}, "tiles": []}
@@ -375,7 +378,7 @@ def main(argv=None) -> int:
         except Exception:
             cap = "".join(map(str, torch.cuda.get_device_capability(0)))
             print("building the kernel library for sm_" + cap, flush=True)
-            K.build(cuda_architectures=cap)
+            TK.build(cuda_architectures=cap)
 
     section("build", results, build)
     lib = K.KernelLibrary.load("cuda")

@@ -1,7 +1,7 @@
 """Per-operation checks and timings of the GACN kernel library, for benchmarks/gpu_check.py.
 
 ``check_ops`` runs every operation of kernels/include/gacn_kernels.h on fresh random and real
-inputs and compares it with a float64 PyTorch reference (export/model.py) under an error bound
+inputs and compares it with a float64 PyTorch reference (engine/export/model.py) under an error bound
 derived from FP32 rounding; outputs are poisoned (NaN, or a sentinel for integers) before each
 run so that an unwritten element fails. ``time_ops`` times the custom operations with CUDA
 events (median after warm-up) against the PyTorch ops they replace; ``time_abi3_ops`` and
@@ -80,10 +80,10 @@ def _out_rounding(ref, kdtype):
     return ref.abs() * (2.0 ** -11 if kdtype == K.F16 else 2.0 ** -23) + (2.0 ** -24 if kdtype == K.F16 else 1e-45)
 
 
-# ---- float64 references with error bounds (export/model.py) -----------------------------------------------
+# ---- float64 references with error bounds (engine/export/model.py) -----------------------------------------------
 def ref_activity(torch, fa, fb):
     """Bm64 and its bound for an FP32 evaluation from the same inputs (NCHW tensors)."""
-    from export import model as M
+    from engine.export import model as M
     ga, gb = M.squared_gradient(fa.double()), M.squared_gradient(fb.double())
     s = M.box_sum(ga - gb, M.ACTIVITY_RADIUS)
     s_abs = M.box_sum(ga + gb, M.ACTIVITY_RADIUS)
@@ -173,7 +173,7 @@ def ref_cse(torch, ps, count, fc1, fc2):
 def ref_refine(torch, d4, ya, yb):
     """(D64, M64, Bl64) with the exact float64 Gaussian taps."""
     import torch.nn.functional as F
-    from export import model as M
+    from engine.export import model as M
     model = M.GACN().to(d4.device)
     model.gauss = torch.from_numpy(M.gaussian_taps()).to(d4.device)
     d, m = model.boundary_refine(d4.double(), ya.double(), yb.double())
@@ -205,7 +205,7 @@ def real_inputs(torch, data: Path, device: str, crop: tuple[int, int] | None = N
     """Intermediate tensors of the float32 PyTorch model on a golden pair (top-left crop if given)."""
     from engine import preprocess
     from engine.imageio import read_image
-    from export.model import GACN
+    from engine.export.model import GACN
     a = read_image(data / "pairs" / f"{PAIR}_1.png")
     b = read_image(data / "pairs" / f"{PAIR}_2.png")
     if crop:
@@ -581,7 +581,7 @@ def _median_ms(torch, fn, device: str, reps: int, warmup: int) -> float:
 
 def _time_activity(lib, torch, h, w, kdtype, layout, dev, reps, warmup):
     """C = 64, one pair; torch: the model's squared_gradient + box_sum + sigmoid in FP32."""
-    from export import model as M
+    from engine.export import model as M
     dt = _dtype(torch, kdtype)
     fa = _layout_tensor(torch, torch.randn(1, 64, h, w, device=dev, dtype=dt) * 0.1, layout)
     fb = _layout_tensor(torch, torch.randn(1, 64, h, w, device=dev, dtype=dt) * 0.1, layout)
@@ -755,7 +755,7 @@ def time_feature_paths(torch, nets: dict, sizes=((520, 520), (1080, 1920), (2160
 
 def _time_refine(lib, torch, h, w, dev, reps, warmup):
     """FP16 d4; torch: the model's boundary_refine in FP32."""
-    from export import model as M
+    from engine.export import model as M
     d4 = (torch.randn(1, 1, h, w, device=dev) * 0.003).half()
     ya, yb = torch.rand(1, 1, h, w, device=dev), torch.rand(1, 1, h, w, device=dev)
     d, m = torch.empty_like(ya), torch.empty_like(ya)

@@ -22,12 +22,13 @@ import numpy as np
 from skimage.metrics import structural_similarity
 
 from engine import align
+from engine.testing.registration import register_stack
 from engine.synthetic import SyntheticStack
 
 
 def register(moving: np.ndarray, reference: np.ndarray) -> align.Transform:
     """The affine transform (ECC on ``engine.align``'s thumbnails) from ``reference`` px to ``moving`` px."""
-    return align.register_stack([reference, moving], "affine", strict=True)[1]
+    return register_stack([reference, moving], "affine", strict=True)[1]
 
 
 def carry(img: np.ndarray, t: align.Transform, interpolation=cv2.INTER_CUBIC) -> tuple[np.ndarray, np.ndarray]:

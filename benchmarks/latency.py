@@ -1,5 +1,5 @@
 """Latency of GACN per backend and frame size, with the eager FP32 PyTorch model of the same
-network (export/model.py) measured in the same run as the baseline; on the CPU also the
+network (engine/export/model.py) measured in the same run as the baseline; on the CPU also the
 start-up, the CLI over a directory of pairs, and the users' alternatives on the same pairs.
 
     python benchmarks/latency.py                        # CPU: every installed CPU backend at 520x520
@@ -99,11 +99,11 @@ def rounds(fns: dict, warmup: int, runs: int) -> dict[str, list[float]]:
 
 
 class Baseline:
-    """The eager float32 PyTorch model (export/model.py) with the same host pre/post-processing."""
+    """The eager float32 PyTorch model (engine/export/model.py) with the same host pre/post-processing."""
 
     def __init__(self, weights, device: str):
         import torch
-        from export.model import GACN
+        from engine.export.model import GACN
         self.torch, self.device = torch, device
         if device == "cuda":
             torch.backends.cudnn.benchmark = True
@@ -365,6 +365,7 @@ def main(argv=None) -> int:
     from tqdm import tqdm
     from engine import Fuser
     from engine.backends.base import available_backends
+    from engine.options import applicable
     summary, _, details = __doc__.partition("\n\n")  # the whole first paragraph, then the rest as written
     import textwrap
     p = argparse.ArgumentParser(description=textwrap.fill(" ".join(summary.split()), 88), epilog=details,
@@ -404,7 +405,7 @@ def main(argv=None) -> int:
               "machine": {"cpus": len(os.sched_getaffinity(0)), "load_before": os.getloadavg()}}
     with tqdm(total=len(sizes) * (len(device) + (1 if host else 0)), desc="latency", unit="case", file=sys.stderr) as bar:
         for bk in device:
-            with Fuser(bk, weights=args.weights, engine=args.engine, precision=args.precision) as fuser:
+            with Fuser(bk, **applicable(bk, weights=args.weights, engine=args.engine, precision=args.precision)) as fuser:
                 for size in sizes:
                     report["latency"].append(device_case(fuser, bk, size, args))
                     bar.update()

@@ -36,13 +36,12 @@ print(json.dumps({{"rc": r.returncode, "peak": peak, "seconds": time.perf_counte
 
 GPU_PROBE = r"""
 import json, sys
-sys.path.insert(0, {repo!r}); sys.path.insert(0, {bench!r})
+sys.path.insert(0, {repo!r})
 import torch
-from memory import camera_pair
+from engine.testing.pairs import camera_pair
 from engine import Fuser
 a, b = camera_pair({h}, {w})
-with Fuser({backend!r}, weights={weights!r}, engine={engine!r}, precision={precision!r}, max_memory={budget!r},
-           tile={tile!r}) as f:
+with Fuser({backend!r}, **{options!r}, max_memory={budget!r}, tile={tile!r}) as f:
     torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
     free0 = f.pipeline.ex.cuda.mem_info()[0]
     f.fuse(a, b)
@@ -65,31 +64,17 @@ def gpu_table(sizes_hw, weights: Path, backend: str, engine, precision: str, bud
     """Device memory per size (needs a GPU): the torch allocator's peak plus the executor's own
     buffers (frames, planes, pinned copies are host memory); a TensorRT engine's activations are
     in neither and are reported by its runner's cost model instead."""
+    from engine.options import applicable
     rows = []
     for h, w in sizes_hw:
-        code = GPU_PROBE.format(repo=str(REPO), bench=str(REPO / "benchmarks"), h=h, w=w, weights=str(weights),
-                                backend=backend, engine=engine, precision=precision, budget=budget, tile=tile)
+        options = applicable(backend, weights=str(weights), engine=engine, precision=precision)
+        code = GPU_PROBE.format(repo=str(REPO), h=h, w=w, backend=backend,
+                                options=options, budget=budget, tile=tile)
         res = _probe(code)
         rows.append({"case": f"pair {w}x{h}", "megapixels": w * h / 1e6, "tile": res["side"] or "whole",
                      "device_gib": (res["torch_peak"] + res["executor_buffers"]) / 2**30})
         print(rows[-1], flush=True)
     return rows
-
-
-def camera_pair(height: int, width: int, seed: int = 0):
-    """A textured scene with a sharp left half in A and a sharp right half in B (both blurred
-    where the other is sharp), at any size without holding more than the two frames."""
-    import cv2
-    import numpy as np
-    rng = np.random.default_rng(seed)
-    small = rng.integers(0, 256, (max(height // 8, 8), max(width // 8, 8), 3), dtype=np.uint8)
-    scene = cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
-    scene = cv2.addWeighted(scene, 0.6, rng.integers(0, 256, (height, width, 3), dtype=np.uint8), 0.4, 0)
-    blurred = cv2.GaussianBlur(scene, (0, 0), 3)
-    a, b = scene.copy(), scene
-    a[:, width // 2:] = blurred[:, width // 2:]
-    b[:, :width // 2] = blurred[:, :width // 2]
-    return a, b
 
 
 def cli_peak(args: list[str]) -> dict:
@@ -99,6 +84,8 @@ def cli_peak(args: list[str]) -> dict:
 
 def table(sizes_mp, weights: Path, backend: str, extra: list[str]) -> list[dict]:
     import cv2
+    sys.path.insert(0, str(REPO))
+    from engine.testing.pairs import camera_pair
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -36,6 +36,7 @@ from engine import align, synthetic  # noqa: E402
 from engine import strategies as S  # noqa: E402
 from engine.fusion import fuse_stack  # noqa: E402
 from engine.imageio import read_image  # noqa: E402
+from engine.testing.registration import register_stack  # noqa: E402
 
 log = logging.getLogger("stack_quality")
 ROOT = Path(__file__).resolve().parent.parent
@@ -173,7 +174,7 @@ def real_stacks(args, path: Path) -> str:
         t_fw = time.perf_counter() - t
         first = fuse_stack(frames, pipeline=None, reference="first")
         fw = res.fused
-        in_ours = lambda img: align.warp(img, align.register_stack([fw, img], "affine")[1])[0]  # noqa: E731
+        in_ours = lambda img: align.warp(img, register_stack([fw, img], "affine")[1])[0]  # noqa: E731
         results = {f"default (ref {res.reference})": fw, "reference first": in_ours(first.fused)}
         t_fs = float("nan")
         if tools.focus_stack_path():

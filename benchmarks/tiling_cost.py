@@ -20,7 +20,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 if __package__ in (None, ""):
     sys.path.insert(0, str(ROOT))
-    sys.path.insert(0, str(ROOT / "benchmarks"))
 
 DATA = Path(os.environ.get("GACN_TEST_DATA", ROOT.parent / "shared" / "gacn"))
 
@@ -47,7 +46,7 @@ class PhaseTimer:
 
 
 def main(argv=None) -> int:
-    from memory import camera_pair
+    from engine.testing.pairs import camera_pair
     from engine import Fuser
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--backend", default="auto", help="default: what gacn-fuse picks (OpenVINO on the CPU)")

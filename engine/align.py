@@ -5,7 +5,8 @@ not) and the steps are chained outwards from a *reference* frame in both directi
 geometry the stack is resampled into (``REFERENCES``; ``align_stack``). The default is the middle
 frame: focus breathing scales the frames steadily from one end of the stack to the other, so the
 middle frame needs the least warping (each warp resamples and softens, and the uncovered border
-grows with it); measured in benchmarks/STACKS.md.
+grows with it); measured in benchmarks/STACKS.md. Tests and benchmarks register a whole stack in one call
+with engine.testing.registration.
 Estimation runs on downscaled gray thumbnails (longest side ``max_side``): OpenCV's ECC
 (``cv2.findTransformECC``, enhanced correlation, invariant to gain and offset) on a three-level
 pyramid, started from the previous step (breathing is steady) and, should that fail, from
@@ -415,24 +416,6 @@ def to_reference(transforms: Sequence[Transform], reference: int, size_hw, *, st
             if t.ok:
                 inner = t
     return out
-
-
-def register_stack(frames: Iterable[np.ndarray], model: str = "auto", reference=0, *,
-                   names: Sequence[str] | None = None, strict: bool = True,
-                   max_side: int = MAX_SIDE) -> list[Transform]:
-    """Transforms of every frame to frame ``reference`` (a frame number or one of REFERENCES; see
-    the module docstring).
-
-    ``frames`` may be a generator: each frame is read once and only thumbnails are kept."""
-    first = parse_reference(reference) in ("first", 0)
-    aligner = StackAligner(model, max_side=max_side, strict=strict, names=names, chain_check=first)
-    transforms, size = [], None
-    for f in frames:
-        transforms.append(aligner.add(f))
-        size = size or f.shape[:2]
-    if first:
-        return transforms
-    return to_reference(transforms, reference_index(reference, len(transforms)), size, strict=strict, names=names)
 
 
 def align_stack(frames: Iterable[np.ndarray], model: str, reference=DEFAULT_REFERENCE, *,

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import CheckpointError
+from engine.spec import CONV_BLOCKS, CSE_COUNT, SSE_CHANNELS, bn_key, conv_key, cse_keys, sse_key
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
@@ -32,30 +33,22 @@ _STORAGE_DTYPES = {
     "LongStorage": np.int64, "IntStorage": np.int32, "ShortStorage": np.int16,
     "CharStorage": np.int8, "ByteStorage": np.uint8, "BoolStorage": np.bool_,
 }
-# The architecture: block name -> (in channels, out channels) of its 3x3 conv.
-CONV_BLOCKS = {
-    "feature_extraction_conv0": (1, 16), "feature_extraction_conv1": (16, 16),
-    "feature_extraction_conv2": (32, 16), "feature_extraction_conv3": (48, 16),
-    "decision_path_conv1": (64, 48), "decision_path_conv2": (48, 32),
-    "decision_path_conv3": (32, 16), "decision_path_conv4": (16, 1),
-}
-SSE_CHANNELS = {4: 64, 5: 48, 6: 32, 7: 16, 8: 1}
 
 
 def expected_shapes() -> dict[str, tuple[int, ...]]:
     """Every key of a GACN state dict and its shape (spec section 0)."""
     shapes: dict[str, tuple[int, ...]] = {}
     for blk, (cin, cout) in CONV_BLOCKS.items():
-        shapes[f"{blk}.{blk}_Conv2d.weight"] = (cout, cin, 3, 3)
-        shapes[f"{blk}.{blk}_Conv2d.bias"] = (cout,)
+        shapes[conv_key(blk, "weight")] = (cout, cin, 3, 3)
+        shapes[conv_key(blk, "bias")] = (cout,)
         for p in ("weight", "bias", "running_mean", "running_var"):
-            shapes[f"{blk}.{blk}_BatchNorm.{p}"] = (cout,)
-        shapes[f"{blk}.{blk}_BatchNorm.num_batches_tracked"] = ()
-    for i in range(4):
-        shapes[f"se_{i}.fc.0.weight"] = (2, 16)
-        shapes[f"se_{i}.fc.2.weight"] = (16, 2)
+            shapes[bn_key(blk, p)] = (cout,)
+        shapes[bn_key(blk, "num_batches_tracked")] = ()
+    for i in range(CSE_COUNT):
+        fc1, fc2 = cse_keys(i)
+        shapes[fc1], shapes[fc2] = (2, 16), (16, 2)
     for i, c in SSE_CHANNELS.items():
-        shapes[f"se_{i}.fc.0.weight"] = (1, c, 7, 7)
+        shapes[sse_key(i)] = (1, c, 7, 7)
     return shapes
 
 

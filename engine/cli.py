@@ -11,9 +11,10 @@ from engine import __version__
 from engine.backends.base import BACKENDS
 from engine.errors import GacnError, InputError
 from engine.fusion import ALIGN_MODES
+from engine.options import ALL_PRECISIONS, PRECISIONS
 from engine.strategies import DEFAULT as DEFAULT_STRATEGY, NETWORK_FREE, STRATEGIES, STRATEGY_HELP
-from engine.imageio import (check_index_map, check_output_image, check_writable, quiet_opencv,
-                            read_image, save_npz_atomic, write_image, write_index_map)
+from engine.imageio import (check_index_map, check_output_image, check_writable, image_meta,
+                            quiet_opencv, read_image, save_npz_atomic, write_image, write_index_map)
 
 log = logging.getLogger(__name__)
 EXIT_BAD_INPUT = 2
@@ -54,9 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto: tensorrt with --engine, torch-cuda with a GPU, else openvino if installed, else onnxruntime")
     p.add_argument("--weights", metavar="PATH", help="GACN checkpoint (default: $GACN_WEIGHTS or a verified download)")
     p.add_argument("--onnx", metavar="MODEL.onnx", help="openvino/onnxruntime: use an exported graph instead of the checkpoint")
-    p.add_argument("--engine", metavar="ENGINE.plan", help="tensorrt: a plan from export/build_engine.py")
-    p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32", help="torch-cuda compute precision")
+    p.add_argument("--engine", metavar="ENGINE.plan", help="tensorrt: a plan from gacn-build-engine")
+    p.add_argument("--precision", choices=ALL_PRECISIONS, help="compute precision: "
+                   + "; ".join(f"{b}: {', '.join(ps)}" for b, ps in PRECISIONS.items() if ps) + " (default: the first)")
     p.add_argument("--threads", type=int, help="openvino/onnxruntime: threads (default: all usable cores)")
+    p.add_argument("--device", type=int, metavar="N", help="torch-cuda/tensorrt: the CUDA device index (default 0)")
     p.add_argument("--slots", type=int, default=3, help="--stream: frames in flight (default 3)")
     p.add_argument("--max-memory", metavar="SIZE", help="working memory of a job, e.g. 2G or 800M (default: 2G on the CPU, "
                    "the free GPU memory less 512M on a GPU); frames that do not fit whole run in exact tiles")
@@ -106,7 +109,8 @@ def _make_fuser(args, progress=None):
         from engine.backends.openvino import lean_import
         lean_import()
     return Fuser(args.backend, weights=args.weights, onnx=args.onnx, engine=args.engine, precision=args.precision,
-                 threads=args.threads, max_memory=args.max_memory, tile=args.tile, progress=progress)
+                 threads=args.threads, max_memory=args.max_memory, tile=args.tile, device=args.device,
+                 progress=progress)
 
 
 def _check_args(args, parser):
@@ -125,17 +129,8 @@ def _check_args(args, parser):
         parser.error("--reference applies to --stack/--stacks-dir only")
     if args.save_maps and not (pair_mode or args.demo):
         parser.error("--save-maps applies to a single pair (A B or --demo)")
-    if args.max_memory is not None:
-        from engine.memory import parse_size
-        parse_size(args.max_memory)
-    from engine.tiling import check_tile
-    check_tile(args.tile)
     if args.stack and len(args.stack) < 2:
         raise InputError(f"a focus stack needs at least 2 frames, got {len(args.stack)}")
-    if args.stack:
-        from engine.align import reference_index
-        from engine.fusion import stack_reference
-        reference_index(stack_reference(args.reference, args.strategy, args.align or "auto"), len(args.stack))
     if args.slots < 1:
         raise InputError(f"--slots must be at least 1 (frames in flight), got {args.slots}")
     for option in ("save_maps", "index_map"):
@@ -145,15 +140,21 @@ def _check_args(args, parser):
     return pair_mode
 
 
-def run_pair(args, a, b, names=("source A", "source B")):
-    from engine.preprocess import check_sources
-    a, b = check_sources([a, b], list(names))  # before loading any model
-    check_output_image(args.output, a.dtype)
+def run_pair(args, sources, names=("source A", "source B")):
+    """Fuse one pair: ``sources`` are two files, or two arrays (the demo). The cheap checks come
+    first: the outputs, the options and the checkpoint (building the Fuser), then the sizes in
+    the files' headers against the memory plan; only then are pixels decoded."""
+    maps = bool(args.save_maps) or args.demo
+    files = not hasattr(sources[0], "dtype")
+    metas = [image_meta(p) for p in sources] if files else [(s.shape, s.dtype) for s in sources]
+    check_output_image(args.output, metas[0][1])
     if args.save_maps:
         check_writable(args.save_maps)
     with _Bar("tiles", "tiles", args.quiet) as bar, _make_fuser(args, progress=bar) as fuser:   # a bar if tiled
+        fuser.check_pair(metas, names, maps=maps)
+        a, b = (read_image(p) for p in sources) if files else sources
         t = time.perf_counter()
-        res = fuser.fuse(a, b, maps=bool(args.save_maps) or args.demo, align=args.align or "none")
+        res = fuser.fuse(a, b, maps=maps, align=args.align or "none")
         log.info("fused %dx%d in %.3f s", a.shape[1], a.shape[0], time.perf_counter() - t)
     write_image(args.output, res.fused, announce=False)
     if args.save_maps:
@@ -163,8 +164,8 @@ def run_pair(args, a, b, names=("source A", "source B")):
 
 def run_stack(args) -> int:
     paths = args.stack
-    first = read_image(paths[0])  # its bit depth decides what the output format must hold
-    check_output_image(args.output, first.dtype)
+    _, dtype = image_meta(paths[0])  # its bit depth decides what the output format must hold
+    check_output_image(args.output, dtype)
     if args.index_map:
         check_index_map(args.index_map, len(paths))
     from contextlib import nullcontext
@@ -189,7 +190,7 @@ def run_stack(args) -> int:
 def run_demo(args) -> int:
     from engine.demo import decision_agreement, demo_pair
     a, b, truth = demo_pair()
-    res = run_pair(args, a, b)
+    res = run_pair(args, (a, b))
     overall, away = decision_agreement(res.decision, truth)
     print(f"demo: D > 0.5 matches the known sharp region on {overall:.2%} of pixels "
           f"({away:.2%} away from the focus boundary); fused image written to {args.output}")
@@ -221,8 +222,7 @@ def _dispatch(args, parser) -> int:
             from engine.stream_cli import run_stream
             return run_stream(args, _make_fuser)
         if pair_mode:
-            a, b = (read_image(p) for p in args.sources)
-            run_pair(args, a, b, names=args.sources)
+            run_pair(args, args.sources, names=args.sources)
         return 0
     except GacnError as e:
         print(f"gacn-fuse: error: {e.cli_message}", file=sys.stderr)

@@ -31,6 +31,12 @@ def check(result, what: str):
     return values[0] if len(values) == 1 else (tuple(values) if values else None)
 
 
+def set_device(device: int) -> None:
+    """Make CUDA device ``device`` current for this thread (what is made next lives there)."""
+    _require()
+    check(cudart.cudaSetDevice(device), f"cudaSetDevice({device})")
+
+
 def device_name_and_capability(device: int = 0) -> tuple[str, str]:
     _require()
     props = check(cudart.cudaGetDeviceProperties(device), "cudaGetDeviceProperties")

@@ -27,3 +27,7 @@ class CheckpointError(GacnError):
 
 class BackendError(GacnError, RuntimeError):
     """A backend that cannot run here: missing library, no GPU, engine built elsewhere."""
+
+
+class WriteError(GacnError, OSError):
+    """An output that cannot be written: a missing or read-only folder, a full disk (engine.atomic)."""

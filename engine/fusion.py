@@ -8,15 +8,16 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from engine import preprocess, strategies
-from engine.backends.base import HOST_BACKENDS, create_runner, resolve_backend
+from engine.backends.base import HOST_BACKENDS, check_installed, create_runner, resolve_backend
 from engine.errors import InputError
 from engine.align import DEFAULT_REFERENCE, MODELS, align_stack, common_rect, parse_reference, reference_index
-from engine.pipeline import Pipeline
+from engine.memory import HOST_DEFAULT
+from engine.options import backend_options
+from engine.pipeline import Pipeline, check_resident, pair_resident
 from engine.pipeline_api import Progress
 from engine.prefetch import background
 from engine.results import FusionResult, StackResult, StreamResult
 from engine.streaming import stream
-from engine.tiling import check_tile
 
 log = logging.getLogger(__name__)
 
@@ -114,33 +115,41 @@ def fuse_stack(frames: Iterable[np.ndarray], *, pipeline: Pipeline | None, strat
 
 
 class Fuser:
-    """Multi-focus fusion with one backend, loaded once.
+    """Multi-focus fusion with one backend, loaded once, on first use (or ``load()``).
 
     >>> with Fuser() as f:                      # OpenVINO (else ONNX Runtime) on the CPU unless a GPU is there
     ...     out = f.fuse(a, b).fused
 
-    ``max_memory`` (bytes or "2G"; default 2 GiB on the CPU, the free GPU memory less a margin on
-    a GPU) bounds each job's working memory: frames that do not fit whole run in exact tiles.
-    ``tile``: None chooses, 0 never tiles, N forces N x N pixel tiles.
-    ``progress(unit, done, total)``: tiles of a tiled frame ("tiles") and frames of a stack
-    ("frames": fused of read), engine.pipeline_api.Progress.
+    Options are checked when the Fuser is built (engine.options): one that does not apply to
+    the backend is an InputError; so are a missing or foreign checkpoint (loaded now, it is
+    small). ``max_memory`` (bytes or "2G"; default 2 GiB on the CPU, the free GPU memory less
+    a margin on a GPU) bounds each job's working memory: frames that do not fit whole run in
+    exact tiles. ``tile``: None chooses, 0 never tiles, N forces N x N pixel tiles. ``device``:
+    the CUDA device index of torch-cuda and TensorRT (default 0). ``progress(unit, done, total)``:
+    tiles of a tiled frame ("tiles") and frames of a stack ("frames": fused of read),
+    engine.pipeline_api.Progress.
     """
 
-    def __init__(self, backend: str = "auto", *, weights=None, onnx=None, engine=None,
-                 precision: str = "fp32", threads: int | None = None, max_memory=None, tile: int | None = None,
+    def __init__(self, backend: str = "auto", *, weights=None, onnx=None, engine=None, precision: str | None = None,
+                 threads: int | None = None, max_memory=None, tile: int | None = None, device: int | None = None,
                  progress: Progress | None = None):
-        from engine.memory import parse_size
-        from engine.weights import resolve_weights
-        budget = parse_size(max_memory) if max_memory is not None else None  # bad input before loading
-        check_tile(tile)
         self.backend = resolve_backend(backend, engine)
-        params = None
-        if self.backend != "tensorrt" and onnx is None:
+        self.options = backend_options(self.backend, weights=weights, onnx=onnx, engine=engine, precision=precision,
+                                       threads=threads, max_memory=max_memory, tile=tile, device=device)
+        check_installed(self.backend, self.options)
+        self._params = None
+        if self.backend != "tensorrt" and getattr(self.options, "onnx", None) is None:
             from engine.checkpoint import load_gacn
-            params = load_gacn(resolve_weights(weights))
-        options = {"threads": threads} if self.backend in HOST_BACKENDS else {}
-        runner = create_runner(self.backend, params=params, onnx_path=onnx, engine_path=engine,
-                               precision=precision, **options)
+            from engine.weights import resolve_weights
+            self._params = load_gacn(resolve_weights(self.options.weights))
+        self._progress = progress
+        self._pipeline: Pipeline | None = None
+
+    def load(self) -> "Fuser":
+        """Build the backend's runner and executor now (otherwise the first job does)."""
+        if self._pipeline is not None:
+            return self
+        runner = create_runner(self.backend, self.options, params=self._params)
         if runner.on_device:
             from engine.device_executor import DeviceExecutor
             executor = DeviceExecutor(runner)
@@ -148,11 +157,30 @@ class Fuser:
             from engine.host_executor import HostExecutor
             executor = HostExecutor(runner)
         try:
-            self.pipeline = Pipeline(executor, max_memory=budget, tile=tile, progress=progress)
+            self._pipeline = Pipeline(executor, max_memory=self.options.max_memory, tile=self.options.tile,
+                                      progress=self._progress)
         except BaseException:
             executor.close()
             raise
         log.info("GACN fuser ready on %s", self.backend)
+        return self
+
+    @property
+    def pipeline(self) -> Pipeline:
+        return self.load()._pipeline
+
+    def check_pair(self, metas, names: Sequence[str] = ("source A", "source B"), *, maps: bool = False) -> None:
+        """Before any pixel is decoded: two sources given as (shape, dtype) (engine.imageio.image_meta)
+        can be fused together within the memory budget. A pair whose full-size planes alone
+        exceed a known budget is refused before the model loads; otherwise it is planned as
+        ``fuse`` will plan it."""
+        shapes = [preprocess.check_meta(shape, dtype, name) for (shape, dtype), name in zip(metas, names)]
+        preprocess.check_same([(s, d) for s, (_, d) in zip(shapes, metas)], list(names))
+        shape, dtype = shapes[0], metas[0][1]
+        budget = self.options.max_memory or (HOST_DEFAULT if self.backend in HOST_BACKENDS else None)
+        if budget is not None:
+            check_resident(budget, pair_resident(shape, dtype, maps), shape)
+        self.pipeline.plan_pair(shape, dtype, maps)
 
     def fuse(self, a, b, *, maps: bool = False, align: str = "none") -> FusionResult:
         """Fuse two sources (uint8/uint16, gray or RGB; numpy arrays, or device arrays for the GPU
@@ -182,7 +210,9 @@ class Fuser:
         return stream(self.pipeline, pairs, slots=slots, maps=maps)
 
     def close(self) -> None:
-        self.pipeline.close()
+        if self._pipeline is not None:
+            self._pipeline.close()
+            self._pipeline = None
 
     def __enter__(self):
         return self

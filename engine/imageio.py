@@ -1,14 +1,9 @@
-"""Image files in and out (OpenCV), with RGB channel order and atomic writes.
-
-Outputs are written under a temporary name in the target folder and renamed when complete,
-so no partial file ever exists; they get the mode any new file gets (0666 less the umask).
-"""
+"""Image files in and out (OpenCV), with RGB channel order; outputs are written atomically
+(engine.atomic) and checked before any compute."""
 from __future__ import annotations
 
-import errno
 import logging
 import os
-import secrets
 import struct
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +12,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+from engine.atomic import create_temp, directory_of, write_bytes_atomic
 from engine.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -116,6 +112,88 @@ class ImageFiles(Sequence):
             yield img
 
 
+def _png_meta(head: bytes):
+    width, height, depth, ctype = struct.unpack_from(">IIBB", head, 16)
+    return height, width, ctype != 0, depth == 16   # gray (+tRNS) stays gray; palette and alpha become RGB
+
+
+def _jpeg_meta(head: bytes):
+    pos = 2
+    while pos + 9 < len(head):
+        if head[pos] != 0xFF:
+            return None
+        marker = head[pos + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            pos += 2
+            continue
+        (length,) = struct.unpack_from(">H", head, pos + 2)
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):   # a start of frame
+            bits, height, width, comps = struct.unpack_from(">BHHB", head, pos + 4)
+            return (height, width, comps == 3, False) if bits == 8 and comps in (1, 3) else None
+        pos += 2 + length
+    return None
+
+
+def _tiff_meta(head: bytes):
+    order = "<" if head[:2] == b"II" else ">"
+    (ifd,) = struct.unpack_from(order + "I", head, 4)
+    if ifd + 2 > len(head):
+        return None
+    (count,) = struct.unpack_from(order + "H", head, ifd)
+    tags = {}
+    for i in range(count):
+        at = ifd + 2 + 12 * i
+        if at + 12 > len(head):
+            return None
+        tag, kind, n = struct.unpack_from(order + "HHI", head, at)
+        if n == 1 and kind in (3, 4):   # one SHORT or LONG, held in the entry itself
+            tags[tag] = struct.unpack_from(order + ("H" if kind == 3 else "I"), head, at + 8)[0]
+        elif tag == 258 and kind == 3 and n in (3, 4):   # BitsPerSample of 3 or 4 samples: their offset
+            off = struct.unpack_from(order + "I", head, at + 8)[0]
+            bits = struct.unpack_from(f"{order}{n}H", head, off) if off + 2 * n <= len(head) else (0,)
+            tags[tag] = bits[0] if len(set(bits)) == 1 else 0
+    samples, bits, photometric = tags.get(277, 1), tags.get(258, 1), tags.get(262)
+    if 256 not in tags or 257 not in tags or bits not in (8, 16) or photometric not in (0, 1, 2) \
+            or samples not in (1, 3, 4) or (samples > 1) != (photometric == 2):
+        return None
+    return tags[257], tags[256], samples > 1, bits == 16   # an alpha channel is dropped
+
+
+def _bmp_meta(head: bytes):
+    width, height, _, bpp = struct.unpack_from("<iiHH", head, 18)
+    return (abs(height), width, True, False) if bpp in (24, 32) else None
+
+
+_HEADERS = ((PNG_SIGNATURE, _png_meta), (b"\xff\xd8", _jpeg_meta), (b"II*\0", _tiff_meta), (b"MM\0*", _tiff_meta),
+            (b"BM", _bmp_meta))
+HEADER_BYTES = 1 << 16
+
+
+def image_meta(path: str | os.PathLike) -> tuple[tuple, np.dtype]:
+    """(shape, dtype) of the array read_image would return, from the file's header when it is a
+    PNG, JPEG, TIFF or BMP that states it plainly (no pixel is decoded), else by decoding it."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(HEADER_BYTES)
+    except OSError as e:
+        raise InputError(f"{path}: cannot read ({e.strerror})") from None
+    for magic, parse in _HEADERS:
+        if head.startswith(magic):
+            try:
+                meta = parse(head)
+            except struct.error:
+                meta = None
+            if meta is not None and min(meta[:2]) > 0:
+                height, width, rgb, wide = meta
+                return (height, width, 3) if rgb else (height, width), np.dtype(np.uint16 if wide else np.uint8)
+            break
+    img = read_image(path)
+    return img.shape, img.dtype
+
+
 def holds_16_bit(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in LOSSLESS_16BIT
 
@@ -180,49 +258,6 @@ def write_index_map(path: str | os.PathLike, index: np.ndarray) -> None:
         write_image(path, index.astype(dtype))
 
 
-def _directory(path: Path) -> Path:
-    return path.parent if str(path.parent) else Path(".")
-
-
-def create_temp(path: str | os.PathLike, suffix: str = ".part") -> tuple[int, str]:
-    """A new, exclusive file beside ``path`` (fd, name), created with mode 0666 so that the
-    umask decides its permissions as for any new file (mkstemp would force 0600)."""
-    path = Path(path)
-    directory = _directory(path)
-    for _ in range(100):
-        tmp = directory / f".{path.name}.{secrets.token_hex(4)}{suffix}"
-        try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), str(tmp)
-        except FileExistsError:
-            continue
-    raise FileExistsError(errno.EEXIST, "no unused temporary name", str(directory))
-
-
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
-    path = Path(path)
-    directory = _directory(path)
-    if not directory.is_dir():
-        raise InputError(f"{path}: output directory {directory} does not exist")
-    try:
-        fd, tmp = create_temp(path)
-    except OSError as e:
-        raise InputError(f"{path}: cannot write to {directory} ({e.strerror})") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, OSError):
-            raise InputError(f"{path}: cannot write ({e.strerror})") from None
-        raise
-
-
 def save_npz_atomic(path: str | os.PathLike, **arrays: np.ndarray) -> None:
     import io
     buf = io.BytesIO()
@@ -256,7 +291,7 @@ def check_can_create(path: str | os.PathLike) -> None:
     files whatever the bits say.
     """
     path = Path(path)
-    directory = _directory(path)
+    directory = directory_of(path)
     if not directory.is_dir():
         raise InputError(f"{path}: output directory {directory} does not exist")
     if path.is_dir():

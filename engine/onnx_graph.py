@@ -32,10 +32,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from engine.checkpoint import CONV_BLOCKS
 from engine.folding import fold_conv_block
-from engine.spec import (ACTIVITY_RADIUS, GAUSS_RADIUS, GF_EPS, GF_RADIUS, SHARPNESS, THRESH_HIGH, THRESH_LOW,
-                         gaussian_taps)
+from engine.spec import (ACTIVITY_RADIUS, CSE_COUNT, DECISION_BLOCKS, FEATURE_BLOCKS, GAUSS_RADIUS, GF_EPS, GF_RADIUS,
+                         SHARPNESS, SSE_CHANNELS, THRESH_HIGH, THRESH_LOW, cse_keys, gaussian_taps, sse_key)
 
 OPSET = 17  # ReduceMean takes axes as an attribute up to opset 17
 GRAPH_VERSION = "2"
@@ -51,7 +50,7 @@ TARGET_REWRITES = {
     "openvino": frozenset({"diff_first", "gate_rows"}),
 }
 TARGETS = tuple(TARGET_REWRITES)
-CSE_BLOCKS = 4          # feature blocks with a channel SE (spec section 3)
+CSE_BLOCKS = CSE_COUNT  # feature blocks with a channel SE (spec section 3)
 CSE_CHANNELS = 16
 SPEC_SECTIONS = "2,3,4,5,6"
 PLUGIN_DOMAIN = "ai.onnx.contrib"   # where ONNX Runtime finds custom ops; TensorRT matches op_type
@@ -81,7 +80,9 @@ class _Builder:
 
 
 class GacnGraph:
-    """Emits GACN into a ``_Builder``; ``plugins`` swaps three steps for custom nodes.
+    """Emits GACN into a ``_Builder``; ``plugins`` swaps four steps for the custom nodes of
+    libgacn_plugins.so (the feature convolutions with their CSE, the activity, the spatial
+    gates, the boundary step).
 
     ``fp16`` (plugin graph only) runs the decision path (spec section 5) in float16. Feature
     extraction and the activity step stay float32: the activity multiplies feature differences
@@ -150,8 +151,7 @@ class GacnGraph:
                      to=TensorProto.FLOAT)
         else:
             s = b.op("ReduceMean", [b.op("ReduceMean", [x], axes=[3])], axes=[2])
-        fc1 = self.p[f"se_{i}.fc.0.weight"]
-        fc2 = self.p[f"se_{i}.fc.2.weight"]
+        fc1, fc2 = (self.p[k] for k in cse_keys(i))
         s = b.op("Relu", [self.conv(s, fc1[:, :, None, None], dtype=f32)])
         s = self.sigmoid_exact(self.conv(s, fc2[:, :, None, None], dtype=f32))
         return self.b.op("Mul", [x, s], f"cse{i}")
@@ -169,7 +169,7 @@ class GacnGraph:
         column) followed by a 1x7 7->1 pass that adds the columns: 3.5x faster, same sum.
         (OpenVINO: the plain 7x7 C->1 convolution measured 1.5x slower for the whole network.)
         """
-        w = self.p[f"se_{i}.fc.0.weight"][0].astype(np.float32)          # [C, 7, 7]
+        w = self.p[sse_key(i)][0].astype(np.float32)          # [C, 7, 7]
         c = w.shape[0]
         if c == 1:
             logits = self.conv(x, w[None], pad=(3, 3, 3, 3))
@@ -206,7 +206,7 @@ class GacnGraph:
         four blocks' unscaled outputs (features_plugin)."""
         if self.plugins:
             return [self.features_plugin(y, cse)]
-        blocks, f32, b = list(CONV_BLOCKS)[:CSE_BLOCKS], np.float32, self.b
+        blocks, f32, b = FEATURE_BLOCKS, np.float32, self.b
         parts: list[str] = []
         for i, blk in enumerate(blocks):
             u = self.conv_block(parts[0] if i == 1 else self.concat(parts) if i else y, blk, f32)
@@ -234,10 +234,11 @@ class GacnGraph:
         shape = b.op("Concat", [frames, b.const([1], "one", np.int64)], axis=0)
         ones = b.op("ConstantOfShape", [shape], "ones", value=helper.make_tensor("v", TensorProto.FLOAT, [1], [1.0]))
         x, sc = y, ones  # block 0 reads the luma, unscaled
-        for i, blk in enumerate(list(CONV_BLOCKS)[:4]):
+        for i, blk in enumerate(FEATURE_BLOCKS):
             w, bias, rest, shift = fold_conv_block(self.p, blk)
+            fc1, fc2 = (self.p[k] for k in cse_keys(i))
             ins = [x, b.const(w, "w"), b.const(bias, "b"), b.const(np.stack([rest, shift]), "bn"),
-                   b.const(self.p[f"se_{i}.fc.0.weight"], "fc1"), b.const(self.p[f"se_{i}.fc.2.weight"], "fc2"), sc]
+                   b.const(fc1, "fc1"), b.const(fc2, "fc2"), sc]
             u, s = b.op("GacnFeatureConv", ins, f"u{i}", n_out=2, domain=PLUGIN_DOMAIN, algo=self.feature_algo,
                         plugin_version="1", plugin_namespace="")
             self.declare(u, f32, ["frames", 16, "height", "width"])
@@ -259,7 +260,7 @@ class GacnGraph:
         feature plane. ``until`` returns block ``until``'s u alone."""
         f32, b = np.float32, self.b
         us, ss = [], []
-        for i, blk in enumerate(list(CONV_BLOCKS)[:CSE_BLOCKS]):
+        for i, blk in enumerate(FEATURE_BLOCKS):
             if i == 0:
                 u = self.conv_block(y, blk, f32)
             else:
@@ -295,8 +296,7 @@ class GacnGraph:
         """s_i [1,16,1,1] of block i's output u (the channel SE without its multiply)."""
         b, f32 = self.b, np.float32
         m = b.op("ReduceMean", [b.op("ReduceMean", [u], axes=[3])], axes=[2])
-        fc1 = self.shared(f"se_{i}.fc1", self.p[f"se_{i}.fc.0.weight"][:, :, None, None])
-        fc2 = self.shared(f"se_{i}.fc2", self.p[f"se_{i}.fc.2.weight"][:, :, None, None])
+        fc1, fc2 = (self.shared(f"se_{i}.fc{n}", self.p[k][:, :, None, None]) for n, k in enumerate(cse_keys(i), 1))
         h = b.op("Relu", [b.op("Conv", [m, fc1], "fc1", kernel_shape=[1, 1])])
         return self.sigmoid_exact(b.op("Conv", [h, fc2], "fc2", kernel_shape=[1, 1]))
 
@@ -379,7 +379,7 @@ class GacnGraph:
         The gate takes the preceding ConvBlock's ReLU and BatchNorm, so the block's output
         never makes a round trip through memory before the gate reads it.
         """
-        w = self.p[f"se_{i}.fc.0.weight"][0].astype(np.float32)
+        w = self.p[sse_key(i)][0].astype(np.float32)
         c = w.shape[0]
         relu = scale is not None
         if not relu:
@@ -391,7 +391,7 @@ class GacnGraph:
 
     def decision_logits(self, bm):
         x = self.spatial_gate_plugin(bm, 4) if self.plugins else self.spatial_se(bm, 4)
-        for blk, i in zip(list(CONV_BLOCKS)[4:], (5, 6, 7, 8)):
+        for blk, i in zip(DECISION_BLOCKS, list(SSE_CHANNELS)[1:]):
             x = self.gated(x, blk, i)
         return x
 

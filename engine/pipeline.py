@@ -43,6 +43,26 @@ def frame_bytes(shape, dtype) -> int:
     return int(np.prod(shape)) * np.dtype(dtype).itemsize
 
 
+def resident_bytes(shape, dtype, frames_held: int, lumas: int, planes: int, extra: int = 0) -> int:
+    """Bytes of a job's full-size buffers (``plan``'s ``resident``): frames held, float32 lumas
+    and planes, and ``extra``."""
+    px = shape[0] * shape[1]
+    return frames_held * frame_bytes(shape, dtype) + (lumas + planes) * FLOAT32 * px + extra
+
+
+def pair_resident(shape, dtype, decision: bool, frames_held: int = 3) -> int:
+    """A pair's full-size buffers: the frames held, two lumas, M (and D), the host's stacked network input."""
+    return resident_bytes(shape, dtype, frames_held, 4, 2 if decision else 1)
+
+
+def check_resident(budget: int, resident: int, shape) -> None:
+    """No tile can help a job whose full-size buffers alone exceed the budget: refused before
+    any model is loaded or any pixel decoded."""
+    if resident > budget:
+        raise InputError(f"--max-memory {format_size(budget)} is too small for a {shape[1]}x{shape[0]} frame: "
+                         f"its full-size planes alone take {format_size(resident)}, in whole frames or in tiles")
+
+
 class Pipeline:
     """Fuses pairs, stacks and streams through one executor within a memory budget.
 
@@ -176,11 +196,11 @@ class Pipeline:
             reference["cse"] = cse[0]
         return cse
 
-    def resident(self, shape, dtype, frames_held: int, lumas: int, planes: int, extra: int = 0) -> int:
-        """Bytes of a job's full-size buffers (``plan``'s ``resident``): frames held, float32 lumas
-        and planes, and ``extra``."""
-        px = shape[0] * shape[1]
-        return frames_held * frame_bytes(shape, dtype) + (lumas + planes) * FLOAT32 * px + extra
+    resident = staticmethod(resident_bytes)
+
+    def plan_pair(self, shape, dtype, decision: bool, frames_held: int = 3) -> Plan:
+        """The plan of a pair of ``shape`` and ``dtype`` (also before its pixels are decoded)."""
+        return self.plan(2, shape[0], shape[1], pair_resident(shape, dtype, decision, frames_held))
 
     # -- pairs and streams ---------------------------------------------------------------------------
     def _pair(self, ws, a, b, decision: bool, frames_held: int):
@@ -188,9 +208,7 @@ class Pipeline:
         ex = self.ex
         src = [ex.put(ws, "a", a, "source A"), ex.put(ws, "b", b, "source B")]
         preprocess.check_same([(s.shape, s.dtype) for s in src], ["source A", "source B"])
-        shape, dtype = src[0].shape, src[0].dtype
-        # the frames held, two lumas, M (and D), the host's stacked network input
-        plan = self.plan(2, shape[0], shape[1], self.resident(shape, dtype, frames_held, 4, 2 if decision else 1))
+        plan = self.plan_pair(src[0].shape, src[0].dtype, decision, frames_held)
         lumas = [ex.luma(ws, f"luma{i}", s) for i, s in enumerate(src)]
         return src, *self.maps(ws, lumas, plan, decision=decision)
 

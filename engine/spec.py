@@ -1,8 +1,42 @@
-"""The constants of GACN_SPEC.md, in one place for the PyTorch model, the ONNX graph and the
+"""The constants of GACN_SPEC.md, the architecture and the checkpoint's key names, in one place
+for the checkpoint reader, the PyTorch model, the ONNX graph, the torch-cuda network and the
 parameter folding (the CUDA kernels carry the same numbers in kernels/src/gacn_math.h)."""
 from __future__ import annotations
 
 import numpy as np
+
+# The architecture (spec section 0): block name -> (in channels, out channels) of its 3x3 conv.
+CONV_BLOCKS = {
+    "feature_extraction_conv0": (1, 16), "feature_extraction_conv1": (16, 16),
+    "feature_extraction_conv2": (32, 16), "feature_extraction_conv3": (48, 16),
+    "decision_path_conv1": (64, 48), "decision_path_conv2": (48, 32),
+    "decision_path_conv3": (32, 16), "decision_path_conv4": (16, 1),
+}
+FEATURE_BLOCKS = tuple(CONV_BLOCKS)[:4]     # each followed by CSE i (i = 0..3)
+DECISION_BLOCKS = tuple(CONV_BLOCKS)[4:]
+CSE_COUNT = 4
+SSE_CHANNELS = {4: 64, 5: 48, 6: 32, 7: 16, 8: 1}   # spatial gate i -> the channels it reads
+
+
+# The checkpoint's key names (the authors' state dict).
+def conv_key(block: str, param: str) -> str:
+    """``weight`` or ``bias`` of a block's 3x3 conv."""
+    return f"{block}.{block}_Conv2d.{param}"
+
+
+def bn_key(block: str, param: str) -> str:
+    """``weight``, ``bias``, ``running_mean``, ``running_var`` or ``num_batches_tracked`` of a block's BatchNorm."""
+    return f"{block}.{block}_BatchNorm.{param}"
+
+
+def cse_keys(i: int) -> tuple[str, str]:
+    """The two fully connected layers (fc1 [2,16], fc2 [16,2]) of channel gate ``i`` (0..3)."""
+    return f"se_{i}.fc.0.weight", f"se_{i}.fc.2.weight"
+
+
+def sse_key(i: int) -> str:
+    """The 7x7 conv [1,C,7,7] of spatial gate ``i`` (4..8)."""
+    return f"se_{i}.fc.0.weight"
 
 BN_EPS = 1e-5                       # BatchNorm2d, inference (section 2)
 SHARPNESS = 1000.0                  # sigmoid(1000 * x), sections 4 and 5

@@ -11,8 +11,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engine.errors import GacnError, InputError
-from engine.imageio import check_can_create, create_temp, make_output_dir, read_image, write_image
+from engine.atomic import create_temp
+from engine.errors import GacnError, InputError, WriteError
+from engine.imageio import check_can_create, make_output_dir, read_image, write_image
 
 log = logging.getLogger(__name__)
 VIDEO_EXTS = {".mp4": "mp4v", ".m4v": "mp4v", ".avi": "MJPG", ".mkv": "MJPG", ".mov": "mp4v"}
@@ -172,7 +173,7 @@ def run_stream(args, make_fuser) -> int:
                     try:
                         sink.write(res.index, res.fused)
                         written += 1
-                    except InputError as e:
+                    except (InputError, WriteError) as e:
                         res.error = e
                 if not res.ok:
                     note = f"; {sink.fill()}" if sink.is_video else ""

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.spec import HALO, block_radius
+from engine.spec import CSE_COUNT, HALO, block_radius, cse_keys
 
 SUMS_HALO = block_radius(3)     # the widest reach among the sums passes
 MIN_TILE = 2 * HALO + 8          # a window must leave a core of at least 8 pixels
@@ -111,4 +111,4 @@ def tiles_unsupported(variant: str, cse_weights) -> str | None:
 
 def cse_weights(params: dict[str, np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
     """(fc1 [2,16], fc2 [16,2]) of the four CSE blocks, from checkpoint parameters."""
-    return [(params[f"se_{i}.fc.0.weight"], params[f"se_{i}.fc.2.weight"]) for i in range(4)]
+    return [tuple(params[k] for k in cse_keys(i)) for i in range(CSE_COUNT)]

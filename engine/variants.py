@@ -1,10 +1,8 @@
 """What a runner can run: the variants of the GACN network (engine/onnx_graph.py documents each
-one's tensors, engine/tiling.py why they exist)."""
+one's tensors, engine/tiling.py why they exist): ``whole`` (luma -> decision, mask; CSE means
+in the network), ``tile`` (luma, cse -> decision, mask) and ``sums0`` .. ``sums3`` (luma, cse of
+blocks < k, colmask -> sums of block k's output)."""
 from __future__ import annotations
-
-VARIANTS = ("whole", "tile", "sums0", "sums1", "sums2", "sums3")
-"""``whole`` (luma -> decision, mask; CSE means in the network), ``tile`` (luma, cse -> decision,
-mask) and ``sums<k>`` (luma, cse of blocks < k, colmask -> sums of block k's output)."""
 
 
 def sums_block(variant: str) -> int | None:

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from engine.errors import CheckpointError
-from engine.imageio import write_bytes_atomic
+from engine.atomic import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 

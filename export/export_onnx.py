@@ -1,86 +1,11 @@
 """Export GACN to ONNX: the portable graph (standard ops) or the TensorRT plugin graph.
 
-    python export/export_onnx.py --weights GACN.pkl -o gacn.onnx
-    python export/export_onnx.py --weights GACN.pkl -o gacn_trt_fp16.onnx --plugins --fp16
-    python export/export_onnx.py --weights GACN.pkl -o gacn_tile.onnx --plugins --fp16 --tile
-
-``--tile`` writes the graphs of exact tiled execution (engine/tiling.py): OUT, the ``tile``
-network (CSE scales as an input), and OUT.sums0.onnx .. OUT.sums3.onnx, the passes that compute
-the scales; export/build_engine.py --tile builds them into one engine bundle.
-
-I/O: ``luma`` [K,1,H,W] float32 (frame 0 = source A) -> ``decision``, ``mask`` [K-1,1,H,W]
-float32; H, W and K are dynamic. See engine/onnx_graph.py for why this split is fastest.
-"""
-from __future__ import annotations
-
-import argparse
-import logging
+A thin script for a checkout (`python export/export_onnx.py ...`); the tool is engine.export.export_onnx,
+installed as the console script gacn-export."""
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the repo importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import onnx  # noqa: E402
-
-from engine import __version__  # noqa: E402
-from engine.errors import GacnError  # noqa: E402
-from engine.imageio import write_bytes_atomic  # noqa: E402
-from engine.checkpoint import load_gacn, sha256_of  # noqa: E402
-from engine.onnx_graph import build_model  # noqa: E402
-
-log = logging.getLogger("export_onnx")
-
-
-def sums_path(path: Path, block: int) -> Path:
-    """Where the sums pass of ``block`` lives beside a tile graph (and its engine)."""
-    return path.with_name(f"{path.stem}.sums{block}{path.suffix}")
-
-
-def export(weights: Path, output: Path, *, plugins: bool = False, fp16: bool = False,
-           tile: bool = False) -> onnx.ModelProto:
-    import json
-    from engine.tiling import cse_weights
-    params = load_gacn(weights)
-    meta = {"gacn.checkpoint_sha256": sha256_of(weights), "gacn.exporter": f"gacn-engine {__version__}",
-            "gacn.precision": "fp16" if fp16 else "fp32"}
-    if tile:  # the CSE excitation runs on the host between the passes: its weights travel along
-        meta["gacn.cse_fc"] = json.dumps([[f1.tolist(), f2.tolist()] for f1, f2 in cse_weights(params)])
-    variants = [(output, "tile" if tile else "whole", None)]
-    if tile:
-        variants += [(sums_path(output, k), "sums", k) for k in range(4)]
-    for path, variant, block in variants:
-        model = build_model(params, plugins=plugins, fp16=fp16, variant=variant, block=block, metadata=meta)
-        standard = all(n.domain == "" for n in model.graph.node)
-        onnx.checker.check_model(model, full_check=standard)
-        onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=standard)
-        write_bytes_atomic(path, model.SerializeToString())
-        log.info("wrote %s (%s, %d nodes, opset %d)", path, variant if block is None else f"sums{block}",
-                 len(model.graph.node), model.opset_import[0].version)
-        if path == output:
-            first = model
-    return first
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--weights", required=True, type=Path, help="GACN checkpoint (GACN.pkl)")
-    p.add_argument("-o", "--output", required=True, type=Path)
-    p.add_argument("--plugins", action="store_true", help="TensorRT graph: GacnActivity/GacnSpatialGate/GacnBoundaryRefine nodes")
-    p.add_argument("--fp16", action="store_true", help="with --plugins: FP16 convolutions, plugins computing in FP32 inside")
-    p.add_argument("--tile", action="store_true", help="the graphs of exact tiled execution: OUT and OUT.sums0-3")
-    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if args.fp16 and not args.plugins:
-        p.error("--fp16 applies to the TensorRT plugin graph (--plugins); the portable graph is float32")
-    try:
-        export(args.weights, args.output, plugins=args.plugins, fp16=args.fp16, tile=args.tile)
-    except GacnError as e:
-        print(f"export_onnx: error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
 if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from engine.export.export_onnx import main
     sys.exit(main())

@@ -56,7 +56,7 @@ def ort_fuser(weights):
 
 @pytest.fixture(scope="session")
 def ov_fuser(weights):
-    pytest.importorskip("openvino", reason="openvino is not installed (pip install '.[openvino]'): "
+    pytest.importorskip("openvino", reason="openvino is not installed (a dependency of gacn-engine: pip install openvino): "
                         "the OpenVINO backend cannot be checked")
     from engine import Fuser
     with Fuser("openvino", weights=weights) as f:
@@ -66,7 +66,7 @@ def ov_fuser(weights):
 @pytest.fixture(scope="session")
 def torch_model(weights):
     torch = pytest.importorskip("torch")
-    from export.model import GACN
+    from engine.export.model import GACN
     torch.set_num_threads(os.cpu_count() or 1)
     return GACN.from_checkpoint(weights)
 
@@ -90,6 +90,7 @@ def golden(data_dir):
 def cpu():
     """The CPU twin of the kernel library, built with CMake on first use (as CI does)."""
     from engine import kernels as K
+    from engine.testing import kernels as TK
     from engine.errors import BackendError
     try:
         lib = K.KernelLibrary.load("cpu")
@@ -97,7 +98,7 @@ def cpu():
         compilers = (os.environ.get("CXX", ""), "c++", "g++", "clang++")
         if shutil.which("cmake") is None or not any(shutil.which(c) for c in compilers if c):
             pytest.skip("no cmake or C++ compiler: cannot build the kernel libraries")
-        K.build()
+        TK.build()
         lib = K.KernelLibrary.load("cpu")
     assert lib.backend == "cpu" and lib.abi_version == K.ABI_VERSION
     return lib

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from engine import align as A
+from engine.testing import registration as R
 from engine import synthetic as S
 from engine.errors import InputError
 
@@ -25,7 +26,7 @@ def corner_error(t, truth_matrix):
 
 @pytest.mark.parametrize("model", ["auto", "affine", "homography"])
 def test_breathing_stack_recovered(breathing, model):
-    ts = A.register_stack(iter(breathing.frames), model)      # a generator: read once
+    ts = R.register_stack(iter(breathing.frames), model)      # a generator: read once
     for t, m, g in zip(ts, breathing.matrices, breathing.gains):
         assert t.ok
         assert corner_error(t, m) < 0.6, (t.describe(), m)
@@ -34,7 +35,7 @@ def test_breathing_stack_recovered(breathing, model):
 
 
 def test_rebase_to_another_reference(breathing):
-    ts = A.register_stack(breathing.frames, "affine", reference=2)
+    ts = R.register_stack(breathing.frames, "affine", reference=2)
     assert ts[2].identity
     for t, m in zip(ts, breathing.matrices):
         expect = m @ np.linalg.inv(breathing.matrices[2])
@@ -42,7 +43,7 @@ def test_rebase_to_another_reference(breathing):
 
 
 def test_warp_undoes_breathing_and_reports_the_border(breathing):
-    ts = A.register_stack(breathing.frames, "affine")
+    ts = R.register_stack(breathing.frames, "affine")
     warped, valid = A.warp(breathing.frames[-1], ts[-1])
     x0, y0, x1, y1 = A.common_rect(ts, SIZE)
     assert 0 < x0 < 10 and 0 < y0 < 10 and SIZE[1] - 10 < x1 < SIZE[1] and SIZE[0] - 10 < y1 < SIZE[0]
@@ -56,7 +57,7 @@ def test_warp_undoes_breathing_and_reports_the_border(breathing):
 
 def test_registered_stack_left_untouched():
     st = S.make_stack("coffee", 6, SIZE, noise=1.5, seed=3)
-    ts = A.register_stack(st.frames, "auto")
+    ts = R.register_stack(st.frames, "auto")
     assert all(t.identity for t in ts), [t.describe() for t in ts]
     for f, t in zip(st.frames, ts):
         w, v = A.warp(f, t)
@@ -70,8 +71,8 @@ def test_explicit_model_keeps_small_motion():
     st = S.make_stack("chelsea", 2, SIZE, noise=0.5, seed=1)
     moved = cv2.warpAffine(st.frames[0], np.float32([[1, 0, 0.05], [0, 1, 0]]), SIZE[::-1],
                            flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
-    auto = A.register_stack([st.frames[0], moved], "auto")[1]
-    affine = A.register_stack([st.frames[0], moved], "affine")[1]
+    auto = R.register_stack([st.frames[0], moved], "auto")[1]
+    affine = R.register_stack([st.frames[0], moved], "affine")[1]
     assert np.array_equal(auto.matrix, np.eye(3))
     assert 0.02 < affine.shift[0] < 0.1
 
@@ -81,10 +82,10 @@ def test_unrelated_frame_refused_by_name(breathing, caplog):
     frames = [*breathing.frames[:3], other, *breathing.frames[3:]]
     names = [f"f{i}.png" for i in range(len(frames))]
     with pytest.raises(A.AlignmentError, match="f3.png cannot be registered to f2.png") as e:
-        A.register_stack(frames, "affine", names=names)
+        R.register_stack(frames, "affine", names=names)
     assert e.value.frame == 3
     with caplog.at_level(logging.WARNING, logger="engine.align"):
-        ts = A.register_stack(frames, "auto", names=names, strict=False)
+        ts = R.register_stack(frames, "auto", names=names, strict=False)
     assert "f3.png" in caplog.text
     assert [t.ok for t in ts] == [True, True, True, False, True, True, True]
     # the chain continues from the last good frame: frame 4 is frame 3 of the breathing stack
@@ -97,13 +98,13 @@ def test_implausible_registration_refused(breathing):
     zoom = cv2.warpAffine(f, np.float32([[1.25, 0, -0.125 * 255], [0, 1.25, -0.125 * 191]]), SIZE[::-1],
                           flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     with pytest.raises(A.AlignmentError, match=r"frame 1 cannot be registered to frame 0: scale 1\.2"):
-        A.register_stack([f, zoom], "affine")
+        R.register_stack([f, zoom], "affine")
 
 
 def test_other_size_frame_refused_by_name(breathing):
     frames = [breathing.frames[0], breathing.frames[1][:, :-1]]
     with pytest.raises(InputError, match="size mismatch: a.png is 256x192, b.png is 255x192"):
-        A.register_stack(frames, names=["a.png", "b.png"])
+        R.register_stack(frames, names=["a.png", "b.png"])
 
 
 def test_unknown_model():

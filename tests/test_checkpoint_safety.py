@@ -186,7 +186,7 @@ def test_cli_api_env_and_export_refuse_hostile_checkpoints(legacy_parts, tmp_pat
     from engine import Fuser
     from engine.cli import main
     sys.path.insert(0, str(REPO))
-    from export import export_onnx
+    from engine.export import export_onnx
     marker = tmp_path / "pwned"
     pair = [str(data_dir / "pairs" / f"color_tid_t5_{i}.png") for i in (1, 2)]
     files = _hostile_files(legacy_parts, marker)

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from conftest import golden_names
-from engine import metrics, preprocess
+from engine import preprocess
+from engine.testing import metrics
 
 NAMES = golden_names()
 

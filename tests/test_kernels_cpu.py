@@ -1,7 +1,7 @@
 """The kernels' arithmetic without a GPU.
 
 - libgacn_kernels_cpu (the C ABI on the host, built from the same gacn_math.h as the CUDA
-  kernels) against the PyTorch model of export/model.py: float64 references computed from the
+  kernels) against the PyTorch model of engine/export/model.py: float64 references computed from the
   very inputs the library sees (FP16-rounded where the I/O is FP16), with error bounds derived
   from FP32 rounding, on random inputs, odd sizes and borders, and on real intermediate tensors
   of the network run on a golden pair.
@@ -19,10 +19,11 @@ torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
 
 from engine import kernels as K  # noqa: E402
+from engine.testing import kernels as TK  # noqa: E402
 from engine import preprocess  # noqa: E402
 from engine.errors import BackendError  # noqa: E402
 from engine.stack import Calibration  # noqa: E402
-from export import model as M  # noqa: E402
+from engine.export import model as M  # noqa: E402
 
 EPS32 = 2.0 ** -24  # unit roundoff of float32
 
@@ -60,7 +61,7 @@ def out_rounding(ref: np.ndarray, dtype) -> np.ndarray:
     return np.abs(ref) * 2.0 ** -23 + 1e-45
 
 
-# ---- references (float64 PyTorch, export/model.py) -------------------------------------------
+# ---- references (float64 PyTorch, engine/export/model.py) -------------------------------------------
 def ref_activity(fa: np.ndarray, fb: np.ndarray):
     """Bm and the bound on |Bm - Bm64| of an FP32 evaluation (fa, fb NCHW, any float dtype)."""
     ga, gb = M.squared_gradient(t64(fa)), M.squared_gradient(t64(fb))
@@ -112,7 +113,7 @@ def check_gate(y: np.ndarray, x: np.ndarray, weight, bn, relu, layout: str = "NC
 
 
 def ref_refine(d4: np.ndarray, ya: np.ndarray, yb: np.ndarray):
-    """(D, M, Bl) of export/model.py in float64 with the exact float64 Gaussian taps."""
+    """(D, M, Bl) of engine/export/model.py in float64 with the exact float64 Gaussian taps."""
     model = M.GACN()
     model.gauss = torch.from_numpy(M.gaussian_taps())
     d, m = model.boundary_refine(t64(d4), t64(ya), t64(yb))
@@ -202,7 +203,7 @@ def test_activity_random(cpu, shape, dtype, layout):
     n, na, c, h, w = shape
     rng = np.random.default_rng(sum(shape))
     fa, fb = random_features(rng, na, c, h, w, dtype), random_features(rng, n, c, h, w, dtype)
-    bm = K.cpu_activity(from_nchw(fa, layout), from_nchw(fb, layout), layout, lib=cpu)
+    bm = TK.cpu_activity(from_nchw(fa, layout), from_nchw(fb, layout), layout, lib=cpu)
     check_activity(to_nchw(bm, layout), fa, fb)
     assert bm.dtype == dtype
 
@@ -213,14 +214,14 @@ def test_activity_large_sums_stay_float32(cpu):
     fa = (rng.standard_normal((1, 2, 24, 24)) * 40).astype(np.float16)
     fb = (rng.standard_normal((1, 2, 24, 24)) * 40).astype(np.float16)
     assert M.box_sum(M.squared_gradient(t64(fa)), 5).max() > 65504
-    check_activity(K.cpu_activity(fa, fb, lib=cpu), fa, fb)
+    check_activity(TK.cpu_activity(fa, fb, lib=cpu), fa, fb)
 
 
 def test_activity_check_can_fail(cpu):
     """The Bm comparison rejects a box of the wrong size and a swapped A/B."""
     rng = np.random.default_rng(8)
     fa, fb = random_features(rng, 1, 4, 20, 20, np.float32), random_features(rng, 1, 4, 20, 20, np.float32)
-    bm = K.cpu_activity(fa, fb, lib=cpu)
+    bm = TK.cpu_activity(fa, fb, lib=cpu)
     with pytest.raises(AssertionError):
         check_activity(bm, fb, fa)
     wrong = torch.sigmoid(M.SHARPNESS * M.box_sum(M.squared_gradient(t64(fa)) - M.squared_gradient(t64(fb)), 4))
@@ -243,7 +244,7 @@ def test_spatial_gate_random(cpu, case, relu, bn, dtype, layout):
     rng = np.random.default_rng(c * 1000 + h * w)
     x = random_features(rng, 2, c, h, w, dtype, scale=1.0)
     weight, bnp = random_gate_params(rng, c, bn)
-    y = K.cpu_spatial_gate(from_nchw(x, layout), weight, bnp, relu, layout, lib=cpu)
+    y = TK.cpu_spatial_gate(from_nchw(x, layout), weight, bnp, relu, layout, lib=cpu)
     check_gate(to_nchw(y, layout), x, weight, bnp, relu)
 
 
@@ -251,7 +252,7 @@ def test_spatial_gate_check_can_fail(cpu):
     rng = np.random.default_rng(9)
     x = random_features(rng, 1, 16, 12, 12, np.float32, scale=1.0)
     weight, _ = random_gate_params(rng, 16, False)
-    y = K.cpu_spatial_gate(x, weight, lib=cpu)
+    y = TK.cpu_spatial_gate(x, weight, lib=cpu)
     with pytest.raises(AssertionError):
         check_gate(y, x, np.ascontiguousarray(weight.transpose(0, 2, 1)), None, False)  # dy and dx swapped
     with pytest.raises(AssertionError):
@@ -263,7 +264,7 @@ def test_fp16_conversions_exhaustive(cpu):
     bits = np.arange(65536, dtype=np.uint32).astype(np.uint16)
     x = bits.view(np.float16)
     x = x[np.isfinite(x)].reshape(1, 1, 1, -1)
-    y = K.cpu_spatial_gate(x, np.zeros((1, 7, 7), np.float32), lib=cpu)
+    y = TK.cpu_spatial_gate(x, np.zeros((1, 7, 7), np.float32), lib=cpu)
     want = (x.astype(np.float32) * np.float32(0.5)).astype(np.float16)
     np.testing.assert_array_equal(y.view(np.uint16), want.view(np.uint16))
 
@@ -277,7 +278,7 @@ def test_boundary_refine_random(cpu, shape, dtype):
     rng = np.random.default_rng(h * w)
     d4, ya, yb = random_refine_inputs(rng, n, na, h, w, dtype)
     out = (np.full((n, 1, h, w), np.nan, np.float32), np.full((n, 1, h, w), np.nan, np.float32))
-    d, m = K.cpu_boundary_refine(d4, ya, yb, out=out, lib=cpu)
+    d, m = TK.cpu_boundary_refine(d4, ya, yb, out=out, lib=cpu)
     assert d is out[0] and m is out[1]
     assert 0.05 < (d > 0.5).mean() < 0.95, "the random decision map should have a boundary"
     check_refine(d, m, d4, ya, yb)
@@ -287,7 +288,7 @@ def test_boundary_refine_check_can_fail(cpu):
     """A guided filter with unclipped (zero-padded) means differs at the borders and is caught."""
     rng = np.random.default_rng(10)
     d4, ya, yb = random_refine_inputs(rng, 1, 1, 24, 24)
-    d, m = K.cpu_boundary_refine(d4, ya, yb, lib=cpu)
+    d, m = TK.cpu_boundary_refine(d4, ya, yb, lib=cpu)
     check_refine(d, m, d4, ya, yb)
     m_bad = m.copy()
     m_bad[..., 0, :] += 1e-4
@@ -302,7 +303,7 @@ def test_gaussian_taps_match_the_model(cpu):
     d4 = np.full((1, 1, h, w), -1.0, np.float32)
     d4[..., :, 12:] = 1.0  # D = 0 | 1, edge between columns 11 and 12
     ya = np.zeros((1, 1, h, w), np.float32)
-    d, m = K.cpu_boundary_refine(d4, ya, ya, lib=cpu)
+    d, m = TK.cpu_boundary_refine(d4, ya, ya, lib=cpu)
     check_refine(d, m, d4, ya, ya, tol_m=1e-6)
 
 
@@ -310,9 +311,9 @@ def test_gaussian_taps_match_the_model(cpu):
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
 def test_luma_gray_exhaustive(cpu, dtype):
     v = np.arange(np.iinfo(dtype).max + 1, dtype=np.uint32).astype(dtype).reshape(256, -1)  # gray H x W
-    lf = K.cpu_luma(v, np.float32, lib=cpu)
+    lf = TK.cpu_luma(v, np.float32, lib=cpu)
     np.testing.assert_array_equal(lf[0, 0], preprocess.luma(v))
-    lh = K.cpu_luma(v, np.float16, lib=cpu)
+    lh = TK.cpu_luma(v, np.float16, lib=cpu)
     np.testing.assert_array_equal(lh.view(np.uint16), lf.astype(np.float16).view(np.uint16))
 
 
@@ -323,10 +324,10 @@ def test_luma_rgb(cpu, dtype):
     img = rng.integers(0, top + 1, (3, 41, 57, 3)).astype(dtype)
     img[0, 0, :8] = [[0, 0, 0], [top, top, top], [top, 0, 0], [0, top, 0], [0, 0, top], [1, 2, 3], [top - 1] * 3, [7, 0, top]]
     out = np.full((3, 1, 41, 57), np.nan, np.float32)
-    lf = K.cpu_luma(img, np.float32, out=out, lib=cpu)
+    lf = TK.cpu_luma(img, np.float32, out=out, lib=cpu)
     for i in range(3):
         np.testing.assert_array_equal(lf[i, 0], preprocess.luma(img[i]))
-    lh = K.cpu_luma(img, np.float16, lib=cpu)
+    lh = TK.cpu_luma(img, np.float16, lib=cpu)
     np.testing.assert_array_equal(lh.view(np.uint16), lf.astype(np.float16).view(np.uint16))
 
 
@@ -340,7 +341,7 @@ def test_blend(cpu, dtype, channels, na):
     b = rng.integers(0, np.iinfo(dtype).max + 1, (n, h, w, channels)).astype(dtype)
     m = rng.random((n, 1, h, w)).astype(np.float32)
     m[:, 0, 0, :6] = [0.0, 1.0, 0.5, -2e-6, 1 + 2e-6, 0.25]  # exact ends, a tie, M leaving [0, 1]
-    out = K.cpu_blend(a, b, m, lib=cpu)
+    out = TK.cpu_blend(a, b, m, lib=cpu)
     assert out.shape == b.shape and out.dtype == dtype
     one = (lambda x: x[..., 0]) if channels == 1 else (lambda x: x)  # preprocess.blend takes gray as H x W
     for i in range(n):
@@ -359,10 +360,10 @@ def test_stack_calibration(cpu, dtype, channels):
     masks[1][0, :4] = [0.5, 0.0, 1.0, 0.25]
     masks[2][0, :4] = [0.5, 1.0, 0.0, 0.5]
     ref = Calibration(masks[1], imgs[0], imgs[1])
-    st = K.cpu_stack_first(masks[1], imgs[0], imgs[1], lib=cpu)
+    st = TK.cpu_stack_first(masks[1], imgs[0], imgs[1], lib=cpu)
     for i in range(2, frames):
         ref.update(masks[i], imgs[i], i)
-        K.cpu_stack_next(st, masks[i], imgs[i], i, lib=cpu)
+        TK.cpu_stack_next(st, masks[i], imgs[i], i, lib=cpu)
     np.testing.assert_array_equal(st["v0"], ref.v0)
     np.testing.assert_array_equal(st["best"], ref.best)
     np.testing.assert_array_equal(st["index"], ref.index)
@@ -393,19 +394,19 @@ def real(torch_model, golden):
 
 def test_real_activity(cpu, real):
     f = real["f"]
-    bm = K.cpu_activity(f[:1], f[1:], lib=cpu)
+    bm = TK.cpu_activity(f[:1], f[1:], lib=cpu)
     check_activity(bm, f[:1], f[1:])
-    nhwc = K.cpu_activity(from_nchw(f[:1], "NHWC"), from_nchw(f[1:], "NHWC"), "NHWC", lib=cpu)
+    nhwc = TK.cpu_activity(from_nchw(f[:1], "NHWC"), from_nchw(f[1:], "NHWC"), "NHWC", lib=cpu)
     np.testing.assert_array_equal(to_nchw(nhwc, "NHWC"), bm)
     assert np.abs(bm - real["bm"]).max() < 1e-3  # the model's own float32 result
 
 
 def test_real_spatial_gates(cpu, real):
     """SSE4 on Bm (no ReLU/BN) and SSE5 fused with decision_path_conv1's ReLU + BatchNorm."""
-    y4 = K.cpu_spatial_gate(real["bm"], real["w4"], lib=cpu)
+    y4 = TK.cpu_spatial_gate(real["bm"], real["w4"], lib=cpu)
     check_gate(y4, real["bm"], real["w4"], None, False)
     pre = real["pre"][:, :, :96, :128]  # a corner: borders on two sides, 48 channels
-    y5 = K.cpu_spatial_gate(from_nchw(pre, "NHWC"), real["w5"], real["bn"], True, "NHWC", lib=cpu)
+    y5 = TK.cpu_spatial_gate(from_nchw(pre, "NHWC"), real["w5"], real["bn"], True, "NHWC", lib=cpu)
     check_gate(to_nchw(y5, "NHWC"), pre, real["w5"], real["bn"], True)
     # The model computes the same up to float32 rounding (its BatchNorm is not fused), away from
     # the crop's own right and bottom edges.
@@ -413,16 +414,16 @@ def test_real_spatial_gates(cpu, real):
 
 
 def test_real_boundary_refine_and_blend(cpu, real):
-    from engine import metrics
+    from engine.testing import metrics
     luma = real["luma"]
-    d, m = K.cpu_boundary_refine(real["d4"], luma[:1], luma[1:], lib=cpu)
+    d, m = TK.cpu_boundary_refine(real["d4"], luma[:1], luma[1:], lib=cpu)
     check_refine(d, m, real["d4"], luma[:1], luma[1:], tol_m=1e-5)
     assert np.abs(m - real["m"]).max() < 1e-4
-    fused = K.cpu_blend(real["a"], real["b"], m, lib=cpu)
+    fused = TK.cpu_blend(real["a"], real["b"], m, lib=cpu)
     np.testing.assert_array_equal(fused, preprocess.blend(real["a"], real["b"], m[0, 0]))
     report = metrics.golden_report(fused, d[0, 0], m[0, 0], *real["golden"])
     assert metrics.within(report, metrics.FP32), report
-    lf = K.cpu_luma(np.stack([real["a"], real["b"]]), lib=cpu)
+    lf = TK.cpu_luma(np.stack([real["a"], real["b"]]), lib=cpu)
     np.testing.assert_array_equal(lf, luma)
 
 
@@ -441,8 +442,8 @@ def test_emu_activity_bit_exact(cpu, emu, shape, dtype, layout):
     rng = np.random.default_rng(h + w)
     fa = from_nchw(random_features(rng, na, c, h, w, dtype), layout)
     fb = from_nchw(random_features(rng, n, c, h, w, dtype), layout)
-    want = K.cpu_activity(fa, fb, layout, lib=cpu)
-    got = K.cpu_activity(fa, fb, layout, out=nan_like(fb), lib=emu)
+    want = TK.cpu_activity(fa, fb, layout, lib=cpu)
+    got = TK.cpu_activity(fa, fb, layout, out=nan_like(fb), lib=emu)
     np.testing.assert_array_equal(got, want)
 
 
@@ -453,7 +454,7 @@ def test_emu_activity_unaligned_nhwc(cpu, emu):
     fa, fb = (x[1:].reshape(1, 10, 12, 16) for x in (buf_a, buf_b))  # contiguous views, 2 bytes in
     out = np.full(1 + fa.size, np.nan, np.float16)[1:].reshape(fa.shape)
     assert fa.ctypes.data % 4 and fb.ctypes.data % 4 and out.ctypes.data % 4
-    want = K.cpu_activity(np.ascontiguousarray(fa), np.ascontiguousarray(fb), "NHWC", lib=cpu)
+    want = TK.cpu_activity(np.ascontiguousarray(fa), np.ascontiguousarray(fb), "NHWC", lib=cpu)
     emu.activity(fa.ctypes.data, fb.ctypes.data, out.ctypes.data, 1, 1, 16, 10, 12, K.F16, K.NHWC)
     np.testing.assert_array_equal(out, want)
 
@@ -471,7 +472,7 @@ def test_emu_spatial_gate(emu, case, relu, bn, layout):
     x = random_features(rng, 2, c, h, w, dtype, scale=1.0)
     weight, bnp = random_gate_params(rng, c, bn)
     xin = from_nchw(x, layout)
-    y = K.cpu_spatial_gate(xin, weight, bnp, relu, layout, out=nan_like(xin), lib=emu)
+    y = TK.cpu_spatial_gate(xin, weight, bnp, relu, layout, out=nan_like(xin), lib=emu)
     check_gate(to_nchw(y, layout), x, weight, bnp, relu)
 
 
@@ -484,7 +485,7 @@ def test_emu_tensor_core_gate_is_float32_accurate(cpu, emu):
         weight, bnp = random_gate_params(rng, 64, bn)
         ref, _ = ref_gate(x, weight, bnp, relu)
         for lib in (cpu, emu):
-            y = K.cpu_spatial_gate(x, weight, bnp, relu, lib=lib)
+            y = TK.cpu_spatial_gate(x, weight, bnp, relu, lib=lib)
             ulps = np.abs(y.view(np.int16).astype(np.int32) - ref.astype(np.float16).view(np.int16))
             assert (ulps == 0).mean() > 0.995 and ulps.max() <= 1, (lib.backend, (ulps == 0).mean(), ulps.max())
 
@@ -499,14 +500,14 @@ def test_emu_gate_unaligned_and_odd_width(emu):
     emu.spatial_gate(x.ctypes.data, weight.ctypes.data, bnp.ctypes.data, 1, y.ctypes.data, 1, 16, 9, 11, K.F16, K.NHWC)
     check_gate(to_nchw(y, "NHWC"), to_nchw(x, "NHWC"), weight, bnp, True)
     x = random_features(rng, 1, 16, 9, 11, np.float16, scale=1.0)
-    check_gate(K.cpu_spatial_gate(x, weight, bnp, True, lib=emu), x, weight, bnp, True)
+    check_gate(TK.cpu_spatial_gate(x, weight, bnp, True, lib=emu), x, weight, bnp, True)
 
 
 def test_emu_fp16_conversions_tensor_core_path(emu):
     bits = np.arange(65536, dtype=np.uint32).astype(np.uint16)
     x = bits.view(np.float16)
     x = x[np.isfinite(x)][: 16 * 3968].reshape(1, 16, 62, 64)
-    y = K.cpu_spatial_gate(x, np.zeros((16, 7, 7), np.float32), lib=emu)
+    y = TK.cpu_spatial_gate(x, np.zeros((16, 7, 7), np.float32), lib=emu)
     want = (x.astype(np.float32) * np.float32(0.5)).astype(np.float16)
     np.testing.assert_array_equal(y.view(np.uint16), want.view(np.uint16))
 
@@ -516,9 +517,9 @@ def test_emu_fp16_conversions_tensor_core_path(emu):
 def test_emu_boundary_refine_bit_exact(cpu, emu, shape, dtype):
     n, na, h, w = shape
     d4, ya, yb = random_refine_inputs(np.random.default_rng(h + w), n, na, h, w, dtype)
-    want = K.cpu_boundary_refine(d4, ya, yb, lib=cpu)
+    want = TK.cpu_boundary_refine(d4, ya, yb, lib=cpu)
     out = (np.full((n, 1, h, w), np.nan, np.float32), np.full((n, 1, h, w), np.nan, np.float32))
-    got = K.cpu_boundary_refine(d4, ya, yb, out=out, lib=emu)
+    got = TK.cpu_boundary_refine(d4, ya, yb, out=out, lib=emu)
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_array_equal(got[1], want[1])
 
@@ -526,13 +527,13 @@ def test_emu_boundary_refine_bit_exact(cpu, emu, shape, dtype):
 def test_emu_real_tensors(cpu, emu, real):
     """Crops of the real features, Bm and d4 through the emulated kernels."""
     f = real["f"][:, :, :40, -70:]
-    np.testing.assert_array_equal(K.cpu_activity(from_nchw(f[:1], "NHWC"), from_nchw(f[1:], "NHWC"), "NHWC", lib=emu),
-                                  K.cpu_activity(from_nchw(f[:1], "NHWC"), from_nchw(f[1:], "NHWC"), "NHWC", lib=cpu))
+    np.testing.assert_array_equal(TK.cpu_activity(from_nchw(f[:1], "NHWC"), from_nchw(f[1:], "NHWC"), "NHWC", lib=emu),
+                                  TK.cpu_activity(from_nchw(f[:1], "NHWC"), from_nchw(f[1:], "NHWC"), "NHWC", lib=cpu))
     bm = real["bm"][:, :, -30:, :50].astype(np.float16)
-    check_gate(K.cpu_spatial_gate(bm, real["w4"], lib=emu), bm, real["w4"], None, False)
+    check_gate(TK.cpu_spatial_gate(bm, real["w4"], lib=emu), bm, real["w4"], None, False)
     d4, luma = real["d4"][:, :, :64, -96:], real["luma"][:, :, :64, -96:]
-    got = K.cpu_boundary_refine(d4, luma[:1], luma[1:], lib=emu)
-    want = K.cpu_boundary_refine(d4, luma[:1], luma[1:], lib=cpu)
+    got = TK.cpu_boundary_refine(d4, luma[:1], luma[1:], lib=emu)
+    want = TK.cpu_boundary_refine(d4, luma[:1], luma[1:], lib=cpu)
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_array_equal(got[1], want[1])
 
@@ -545,15 +546,15 @@ def test_emu_pixel_ops_bit_exact(cpu, emu, dtype):
     b = rng.integers(0, top + 1, (2, 19, 23, 3)).astype(dtype)
     m = rng.random((2, 1, 19, 23)).astype(np.float32)
     for ft in (np.float32, np.float16):
-        np.testing.assert_array_equal(K.cpu_luma(b, ft, lib=emu), K.cpu_luma(b, ft, lib=cpu))
-        np.testing.assert_array_equal(K.cpu_luma(b[..., :1], ft, lib=emu), K.cpu_luma(b[..., :1], ft, lib=cpu))
-    np.testing.assert_array_equal(K.cpu_blend(a, b, m, lib=emu), K.cpu_blend(a, b, m, lib=cpu))
+        np.testing.assert_array_equal(TK.cpu_luma(b, ft, lib=emu), TK.cpu_luma(b, ft, lib=cpu))
+        np.testing.assert_array_equal(TK.cpu_luma(b[..., :1], ft, lib=emu), TK.cpu_luma(b[..., :1], ft, lib=cpu))
+    np.testing.assert_array_equal(TK.cpu_blend(a, b, m, lib=emu), TK.cpu_blend(a, b, m, lib=cpu))
     frames = [rng.integers(0, top + 1, (19, 23, 3)).astype(dtype) for _ in range(4)]
     masks = [rng.random((19, 23)).astype(np.float32) for _ in range(4)]
-    states = [K.cpu_stack_first(masks[1], frames[0], frames[1], lib=lib) for lib in (cpu, emu)]
+    states = [TK.cpu_stack_first(masks[1], frames[0], frames[1], lib=lib) for lib in (cpu, emu)]
     for i in (2, 3):
         for st, lib in zip(states, (cpu, emu)):
-            K.cpu_stack_next(st, masks[i], frames[i], i, lib=lib)
+            TK.cpu_stack_next(st, masks[i], frames[i], i, lib=lib)
     for key in ("v0", "best", "index", "out"):
         np.testing.assert_array_equal(states[1][key], states[0][key])
 
@@ -666,19 +667,19 @@ def test_conv3x3_partials_count(cpu):
 def test_conv3x3_random(cpu, case, bn):
     n, cin, h, w = case
     x, weight, bias, bnp = random_conv(np.random.default_rng(cin * 1000 + h), n, cin, h, w, bn)
-    y, ps = K.cpu_conv3x3_c16(x, weight, bias, bnp, lib=cpu)
+    y, ps = TK.cpu_conv3x3_c16(x, weight, bias, bnp, lib=cpu)
     check_conv(y, x, weight, bias, bnp)
     check_partials(ps, y)
-    assert K.cpu_conv3x3_c16(x, weight, bias, bnp, partials=False, lib=cpu).shape == y.shape
+    assert TK.cpu_conv3x3_c16(x, weight, bias, bnp, partials=False, lib=cpu).shape == y.shape
 
 
 def test_conv3x3_check_can_fail(cpu):
     x, weight, bias, bnp = random_conv(np.random.default_rng(1), 1, 16, 9, 13, True)
-    y, ps = K.cpu_conv3x3_c16(x, weight, bias, bnp, lib=cpu)
+    y, ps = TK.cpu_conv3x3_c16(x, weight, bias, bnp, lib=cpu)
     with pytest.raises(AssertionError):
         check_conv(y, x, weight, bias + 2e-4, bnp)
     with pytest.raises(AssertionError):  # a mirrored kernel (cross-correlation vs convolution)
-        check_conv(K.cpu_conv3x3_c16(x, weight[:, :, ::-1, ::-1], bias, bnp, partials=False, lib=cpu), x, weight,
+        check_conv(TK.cpu_conv3x3_c16(x, weight[:, :, ::-1, ::-1], bias, bnp, partials=False, lib=cpu), x, weight,
                    bias, bnp)
     bad = ps.copy()
     bad[0, 0, 3] += 1e-3 * np.abs(y[0, 3]).sum()
@@ -695,7 +696,7 @@ def test_conv3x3_strides_and_slices(kind, request):
     buf = rng.standard_normal((n, 64, h, w)).astype(np.float32)
     _, weight, bias, bnp = random_conv(rng, n, cin, h, w, True)
     out = np.full((n, 64, h, w), np.nan, np.float32)
-    y, ps = K.cpu_conv3x3_c16(buf, weight, bias, bnp, cin=cin, y=out[:, 32:48], lib=lib)
+    y, ps = TK.cpu_conv3x3_c16(buf, weight, bias, bnp, cin=cin, y=out[:, 32:48], lib=lib)
     check_conv(out[:, 32:48], buf[:, :cin], weight, bias, bnp)
     check_partials(ps, out[:, 32:48])
     assert np.isnan(out[:, :32]).all() and np.isnan(out[:, 48:]).all()
@@ -723,7 +724,7 @@ def test_real_feature_blocks(cpu, real, torch_model):
         x = luma if i == 0 else f[:, :16 * i]
         weight, bias = blk.conv.weight.detach().numpy(), blk.conv.bias.detach().numpy()
         bn = torch.stack(blk.bn_affine()).detach().numpy()
-        y, ps = K.cpu_conv3x3_c16(x, weight, bias, bn, lib=cpu)
+        y, ps = TK.cpu_conv3x3_c16(x, weight, bias, bn, lib=cpu)
         check_conv(y, x, weight, bias, bn)
         check_partials(ps, y)
         with torch.no_grad():
@@ -743,10 +744,10 @@ def test_emu_conv3x3(cpu, emu, case, bn):
     n, cin, h, w = case
     x, weight, bias, bnp = random_conv(np.random.default_rng(cin + h * w), n, cin, h, w, bn)
     y = np.full((n, 16, h, w), np.nan, np.float32)
-    _, ps = K.cpu_conv3x3_c16(x, weight, bias, bnp, y=y, lib=emu)
+    _, ps = TK.cpu_conv3x3_c16(x, weight, bias, bnp, y=y, lib=emu)
     check_conv(y, x, weight, bias, bnp)
     check_partials(ps, y)
-    yc, pc = K.cpu_conv3x3_c16(x, weight, bias, bnp, lib=cpu)
+    yc, pc = TK.cpu_conv3x3_c16(x, weight, bias, bnp, lib=cpu)
     _, tol = ref_conv(x, weight, bias, bnp)
     assert (np.abs(y.astype(np.float64) - yc) <= 2 * tol).all()
     np.testing.assert_allclose(ps, pc, rtol=1e-4, atol=1e-3)

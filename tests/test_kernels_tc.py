@@ -19,8 +19,9 @@ torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
 
 from engine import kernels as K  # noqa: E402
+from engine.testing import kernels as TK  # noqa: E402
 from engine.errors import BackendError  # noqa: E402
-from export import model as M  # noqa: E402
+from engine.export import model as M  # noqa: E402
 
 U = 2.0 ** -24  # unit roundoff of float32
 MASK = np.uint32(0xFFFFE000)
@@ -149,7 +150,7 @@ def test_tf32_split_matches_its_definition(cpu):
     x[0, 0] = vals.reshape(128, 128)
     wt = np.zeros((16, 8, 3, 3), np.float32)
     wt[:, 0, 1, 1] = 1.0
-    y = K.cpu_feature_conv(x, wt, np.zeros(16, np.float32), algo=K.CONV_3XTF32, partials=False, lib=cpu)
+    y = TK.cpu_feature_conv(x, wt, np.zeros(16, np.float32), algo=K.CONV_3XTF32, partials=False, lib=cpu)
     v64 = vals.astype(np.float64)
     hi = np.trunc(v64 / 2.0 ** (np.floor(np.log2(v64)) - 10)) * 2.0 ** (np.floor(np.log2(v64)) - 10)
     want = hi + rna_definition(v64 - hi)
@@ -160,7 +161,7 @@ def test_tf32_split_matches_its_definition(cpu):
     x1[:, 0] = 1.0
     s = np.ones((n, 8), np.float32)
     s[:, 0] = vals
-    y1 = K.cpu_feature_conv(x1, wt, np.zeros(16, np.float32), in_scale=s, algo=K.CONV_3XTF32, partials=False, lib=cpu)
+    y1 = TK.cpu_feature_conv(x1, wt, np.zeros(16, np.float32), in_scale=s, algo=K.CONV_3XTF32, partials=False, lib=cpu)
     whi = rna_definition(v64)
     np.testing.assert_array_equal(y1[:, 0, 0, 0].astype(np.float64), whi + rna_definition(v64 - whi))
     # the ties really are there and really round away
@@ -178,7 +179,7 @@ def test_feature_conv_within_bound(cpu, case, algo):
     n, cin, h, w = case
     rng = np.random.default_rng(cin * 100 + h)
     x, weight, bias, bnp, s = random_block(rng, n, cin, h, w, bn=cin % 2 == 0)
-    y, ps = K.cpu_feature_conv(x, weight, bias, bnp, s, algo, lib=cpu)
+    y, ps = TK.cpu_feature_conv(x, weight, bias, bnp, s, algo, lib=cpu)
     check_feature_conv(y, x, weight, bias, bnp, s, algo)
     check_partials(ps, y)
     assert cpu.feature_conv_algo(cin, algo) == (algo if cin >= 8 else K.CONV_FFMA)
@@ -189,8 +190,8 @@ def test_feature_conv_unscaled_is_conv3x3_c16(cpu, emu):
     rng = np.random.default_rng(3)
     x, weight, bias, bnp, _ = random_block(rng, 1, 16, 17, 68, scaled=False)
     for lib in (cpu, emu):
-        a, pa = K.cpu_conv3x3_c16(x, weight, bias, bnp, lib=lib)
-        b, pb = K.cpu_feature_conv(x, weight, bias, bnp, None, K.CONV_FFMA, lib=lib)
+        a, pa = TK.cpu_conv3x3_c16(x, weight, bias, bnp, lib=lib)
+        b, pb = TK.cpu_feature_conv(x, weight, bias, bnp, None, K.CONV_FFMA, lib=lib)
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(pa, pb)
 
@@ -206,7 +207,7 @@ def test_tc_bound_rejects_dropped_products(cpu):
     wt = rng.uniform(0.5, 1.5, (16, cin, 3, 3)).astype(np.float32) / (9 * cin)
     wt = ((wt.view(np.uint32) & MASK) | np.uint32(0x1800)).view(np.float32)
     bias = np.full(16, 0.1, np.float32)
-    y = K.cpu_feature_conv(x, wt, bias, algo=K.CONV_3XTF32, partials=False, lib=cpu)
+    y = TK.cpu_feature_conv(x, wt, bias, algo=K.CONV_3XTF32, partials=False, lib=cpu)
     check_feature_conv(y, x, wt, bias, None, None, K.CONV_3XTF32)
     check_feature_conv(y, x, wt, bias, None, None, K.CONV_3XTF32, model="device")
     (xh, xl), (wh, wl) = split(x, True), split(wt, False)
@@ -228,12 +229,12 @@ def test_feature_conv_bound_rejects_mistakes(cpu):
     """A wrong scale, a mirrored kernel and a plain TF32 conv (no split) are rejected."""
     rng = np.random.default_rng(5)
     x, weight, bias, bnp, s = random_block(rng, 1, 16, 11, 15)
-    y = K.cpu_feature_conv(x, weight, bias, bnp, s, K.CONV_3XTF32, partials=False, lib=cpu)
+    y = TK.cpu_feature_conv(x, weight, bias, bnp, s, K.CONV_3XTF32, partials=False, lib=cpu)
     check_feature_conv(y, x, weight, bias, bnp, s, K.CONV_3XTF32)
     with pytest.raises(AssertionError):
         check_feature_conv(y, x, weight, bias, bnp, s * np.float32(1.001), K.CONV_3XTF32)
     with pytest.raises(AssertionError):
-        check_feature_conv(K.cpu_feature_conv(x, weight[:, :, ::-1, ::-1], bias, bnp, s, K.CONV_3XTF32,
+        check_feature_conv(TK.cpu_feature_conv(x, weight[:, :, ::-1, ::-1], bias, bnp, s, K.CONV_3XTF32,
                                               partials=False, lib=cpu), x, weight, bias, bnp, s, K.CONV_3XTF32)
     with pytest.raises(AssertionError):  # cin swapped with the scale's channel order
         check_feature_conv(y, x, weight, bias, bnp, s[:, ::-1], K.CONV_3XTF32)
@@ -254,13 +255,13 @@ def test_emu_tc_conv_bit_exact(cpu, emu, case):
     x, weight, bias, bnp, s = random_block(rng, n, cin, h, w, bn=cin != 12)
     assert emu.feature_conv_algo(cin, K.CONV_3XTF32) == K.CONV_3XTF32  # the emulated device is sm_90
     y = np.full((n, 16, h, w), np.nan, np.float32)
-    _, ps = K.cpu_feature_conv(x, weight, bias, bnp, s, K.CONV_3XTF32, y=y, lib=emu)
-    want, pc = K.cpu_feature_conv(x, weight, bias, bnp, s, K.CONV_3XTF32, lib=cpu)
+    _, ps = TK.cpu_feature_conv(x, weight, bias, bnp, s, K.CONV_3XTF32, y=y, lib=emu)
+    want, pc = TK.cpu_feature_conv(x, weight, bias, bnp, s, K.CONV_3XTF32, lib=cpu)
     np.testing.assert_array_equal(y, want)
     check_partials(ps, y)
     np.testing.assert_allclose(ps, pc, rtol=1e-4, atol=1e-4 * np.abs(pc).max())
     # bit-exactness is not trivial: the FMA kernel rounds differently
-    assert not np.array_equal(want, K.cpu_feature_conv(x, weight, bias, bnp, s, K.CONV_FFMA, partials=False, lib=cpu))
+    assert not np.array_equal(want, TK.cpu_feature_conv(x, weight, bias, bnp, s, K.CONV_FFMA, partials=False, lib=cpu))
 
 
 def test_emu_tc_conv_strides_slices_unaligned(cpu, emu):
@@ -278,7 +279,7 @@ def test_emu_tc_conv_strides_slices_unaligned(cpu, emu):
     ps = np.full((n, emu.conv3x3_c16_partials(h, w), 16), np.nan, np.float32)
     emu.feature_conv(buf.ctypes.data, cin, s.ctypes.data, cin, weight.ctypes.data, bias.ctypes.data, bnp.ctypes.data,
                      y.ctypes.data, ps.ctypes.data, n, h, w, 64 * h * w, 64 * h * w, K.CONV_3XTF32)
-    want = K.cpu_feature_conv(np.ascontiguousarray(buf[:, :cin]), weight, bias, bnp, s, K.CONV_3XTF32, partials=False,
+    want = TK.cpu_feature_conv(np.ascontiguousarray(buf[:, :cin]), weight, bias, bnp, s, K.CONV_3XTF32, partials=False,
                               lib=cpu)
     np.testing.assert_array_equal(y, want)
     check_partials(ps, np.ascontiguousarray(y))
@@ -292,8 +293,8 @@ def test_emu_tc_falls_back_below_8_channels(cpu, emu):
         assert lib.feature_conv_algo(3, K.CONV_3XTF32) == K.CONV_FFMA
         assert lib.feature_conv_algo(8, K.CONV_3XTF32) == K.CONV_3XTF32
         assert lib.feature_conv_algo(48, K.CONV_FFMA) == K.CONV_FFMA
-    a = K.cpu_feature_conv(x, weight, bias, bnp, s, K.CONV_3XTF32, partials=False, lib=emu)
-    b = K.cpu_feature_conv(x, weight, bias, bnp, s, K.CONV_FFMA, partials=False, lib=emu)
+    a = TK.cpu_feature_conv(x, weight, bias, bnp, s, K.CONV_3XTF32, partials=False, lib=emu)
+    b = TK.cpu_feature_conv(x, weight, bias, bnp, s, K.CONV_FFMA, partials=False, lib=emu)
     np.testing.assert_array_equal(a, b)
 
 
@@ -331,14 +332,14 @@ def test_cse_scale(cpu, emu):
     ps = (rng.random((3, 77, 16)) * 50).astype(np.float32)
     fc1 = rng.standard_normal((2, 16)).astype(np.float32)
     fc2 = rng.standard_normal((16, 2)).astype(np.float32)
-    s = K.cpu_cse_scale(ps, 4321, fc1, fc2, lib=cpu)
+    s = TK.cpu_cse_scale(ps, 4321, fc1, fc2, lib=cpu)
     ref = ref_cse(ps, 4321, fc1, fc2)
     tol = ref * 2.0 ** -23 + 1e-12
     assert (np.abs(s - ref) <= tol).all(), np.abs(s - ref).max()
-    np.testing.assert_array_equal(K.cpu_cse_scale(ps, 4321, fc1, fc2, lib=emu), s)
-    assert (np.abs(K.cpu_cse_scale(ps, 4320, fc1, fc2, lib=cpu) - ref) > tol).any()
+    np.testing.assert_array_equal(TK.cpu_cse_scale(ps, 4321, fc1, fc2, lib=emu), s)
+    assert (np.abs(TK.cpu_cse_scale(ps, 4320, fc1, fc2, lib=cpu) - ref) > tol).any()
     # a channel whose hidden layer is negative everywhere: ReLU -> 0 -> sigmoid(0) = 1/2 exactly
-    s0 = K.cpu_cse_scale(ps, 4321, -np.abs(fc1), fc2, lib=cpu)
+    s0 = TK.cpu_cse_scale(ps, 4321, -np.abs(fc1), fc2, lib=cpu)
     np.testing.assert_array_equal(s0, np.full_like(s0, 0.5))
 
 
@@ -364,9 +365,9 @@ def test_real_cse_scales_and_feature_blocks(cpu, torch_model, golden):
         x = y if i == 0 else u[:, :16 * i]
         wt, b = blk.conv.weight.detach().numpy(), blk.conv.bias.detach().numpy()
         bn = torch.stack(blk.bn_affine()).detach().numpy()
-        out, ps = K.cpu_feature_conv(x, wt, b, bn, None if i == 0 else scales[:, :16 * i], K.CONV_3XTF32, lib=cpu)
+        out, ps = TK.cpu_feature_conv(x, wt, b, bn, None if i == 0 else scales[:, :16 * i], K.CONV_3XTF32, lib=cpu)
         u[:, 16 * i:16 * (i + 1)] = out
-        scales[:, 16 * i:16 * (i + 1)] = K.cpu_cse_scale(ps, h * w, cse.fc1.weight.detach().numpy(),
+        scales[:, 16 * i:16 * (i + 1)] = TK.cpu_cse_scale(ps, h * w, cse.fc1.weight.detach().numpy(),
                                                          cse.fc2.weight.detach().numpy(), lib=cpu)
         np.testing.assert_allclose(scales[:, 16 * i:16 * (i + 1)], s_ref, rtol=2e-6, atol=0)
         assert np.abs(out - u_ref).max() < 2e-4 * max(1.0, np.abs(u_ref).max())
@@ -411,7 +412,7 @@ def test_activity_scaled_within_bound(cpu, layouts, in_dtype, out_dtype):
     fb = (rng.standard_normal((n, c, h, w)) * 0.3).astype(in_dtype)
     sa, sb = rng.uniform(0.2, 1, (1, c)).astype(np.float32), rng.uniform(0.2, 1, (n, c)).astype(np.float32)
     tr = (lambda a: a) if layouts[0] == "NCHW" else (lambda a: np.ascontiguousarray(a.transpose(0, 2, 3, 1)))
-    bm = K.cpu_activity_scaled(tr(fa), tr(fb), sa, sb, *layouts, out_dtype, lib=cpu)
+    bm = TK.cpu_activity_scaled(tr(fa), tr(fb), sa, sb, *layouts, out_dtype, lib=cpu)
     assert bm.dtype == out_dtype
     check_activity_scaled(nchw(bm, layouts[1]), fa, fb, sa, sb)
     with pytest.raises(AssertionError):  # the scales of A and B swapped
@@ -428,9 +429,9 @@ def test_activity_scale_order_keeps_the_bound(cpu):
     fa = (base + rng.standard_normal((1, c, h, w)) * 1e-3).astype(np.float32)
     fb = (base + rng.standard_normal((1, c, h, w)) * 1e-3).astype(np.float32)
     sa, sb = np.full((1, c), 0.7371, np.float32), np.full((1, c), 0.6619, np.float32)
-    good = K.cpu_activity_scaled(fa, fb, sa, sb, lib=cpu)
+    good = TK.cpu_activity_scaled(fa, fb, sa, sb, lib=cpu)
     check_activity_scaled(good, fa, fb, sa, sb)
-    pre = K.cpu_activity(fa * sa[:, :, None, None], fb * sb[:, :, None, None], lib=cpu)
+    pre = TK.cpu_activity(fa * sa[:, :, None, None], fb * sb[:, :, None, None], lib=cpu)
     with pytest.raises(AssertionError):
         check_activity_scaled(pre, fa, fb, sa, sb)
 
@@ -440,7 +441,7 @@ def test_activity_scaled_without_scales_is_gacn_activity(cpu, emu):
     fa, fb = (rng.standard_normal((1, 16, 25, 50)) * 0.1).astype(np.float32), \
         (rng.standard_normal((2, 16, 25, 50)) * 0.1).astype(np.float32)
     for lib in (cpu, emu):
-        np.testing.assert_array_equal(K.cpu_activity_scaled(fa, fb, lib=lib), K.cpu_activity(fa, fb, lib=lib))
+        np.testing.assert_array_equal(TK.cpu_activity_scaled(fa, fb, lib=lib), TK.cpu_activity(fa, fb, lib=lib))
 
 
 EMU_ACT_CASES = [  # n, na, c, h, w: MIXED strips of 44 columns and 8-channel groups (tail: 20), 121-row bands,
@@ -461,8 +462,8 @@ def test_emu_activity_scaled_bit_exact(cpu, emu, case, out):
     fb = (rng.standard_normal((n, c, h, w)) * 0.1).astype(np.float32)
     sa, sb = rng.uniform(0.2, 1, (na, c)).astype(np.float32), rng.uniform(0.2, 1, (n, c)).astype(np.float32)
     shape = (n, h, w, c) if layout == "NHWC" else (n, c, h, w)
-    got = K.cpu_activity_scaled(fa, fb, sa, sb, "NCHW", layout, dtype, out=np.full(shape, np.nan, dtype), lib=emu)
-    want = K.cpu_activity_scaled(fa, fb, sa, sb, "NCHW", layout, dtype, lib=cpu)
+    got = TK.cpu_activity_scaled(fa, fb, sa, sb, "NCHW", layout, dtype, out=np.full(shape, np.nan, dtype), lib=emu)
+    want = TK.cpu_activity_scaled(fa, fb, sa, sb, "NCHW", layout, dtype, lib=cpu)
     np.testing.assert_array_equal(got, want)
 
 
@@ -477,4 +478,4 @@ def test_emu_activity_mixed_unaligned_output(cpu, emu):
     assert bm.ctypes.data % 16
     emu.activity_scaled(fa.ctypes.data, fb.ctypes.data, sa.ctypes.data, sb.ctypes.data, bm.ctypes.data, n, 1, c, h, w,
                         K.F32, K.NCHW, K.F16, K.NHWC)
-    np.testing.assert_array_equal(bm, K.cpu_activity_scaled(fa, fb, sa, sb, "NCHW", "NHWC", np.float16, lib=cpu))
+    np.testing.assert_array_equal(bm, TK.cpu_activity_scaled(fa, fb, sa, sb, "NCHW", "NHWC", np.float16, lib=cpu))

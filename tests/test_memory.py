@@ -12,9 +12,7 @@ from engine.memory import GiB, MiB, parse_size
 PROBE = r"""
 import json, resource, sys
 sys.path.insert(0, {repo!r})
-import cv2
-sys.path.insert(0, {bench!r})
-from memory import camera_pair
+from engine.testing.pairs import camera_pair
 a, b = camera_pair({h}, {w})
 from engine import Fuser
 with Fuser("onnxruntime", weights={weights!r}, max_memory={budget!r}) as f:
@@ -42,7 +40,7 @@ def test_bad_sizes_are_refused_by_name(text):
 def test_a_large_pair_stays_within_its_budget(weights):
     """A 2400x1800 pair, 18.5 GB whole before tiling existed, with a 1 GiB budget: the peak RSS
     grows by no more than the budget over the process holding the two frames and the ready runtime."""
-    code = PROBE.format(repo=str(REPO), bench=str(REPO / "benchmarks"), h=1800, w=2400, weights=str(weights), budget="1G")
+    code = PROBE.format(repo=str(REPO), h=1800, w=2400, weights=str(weights), budget="1G")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads(r.stdout.strip().splitlines()[-1])

@@ -122,3 +122,25 @@ def test_disabled_cache_writes_nothing(params, luma, tmp_path, monkeypatch):
     runner = make_runner("onnxruntime", params, ModelCache(tmp_path))
     runner.infer(luma)
     assert not list(tmp_path.iterdir())
+
+
+def test_invalidation_follows_the_graph_builders_imports():
+    """The fingerprint covers the builder and every engine module it imports (found from the
+    modules, not a list of file names), and a missing source is an error, not a silent skip."""
+    import importlib.machinery
+    import importlib.util
+
+    from engine.backends import model_cache as mc
+    names = {p.name for p in mc.graph_sources()}
+    assert {"onnx_graph.py", "spec.py", "folding.py"} <= names, names   # spec: constants and key names
+    with pytest.raises(RuntimeError, match="engine.no_such_module"):
+        mc.module_source("engine.no_such_module")
+    spec = importlib.util.find_spec("engine.spec")
+    gone = importlib.machinery.ModuleSpec("engine.spec", None, origin=spec.origin + ".moved")
+    real = importlib.util.find_spec
+    try:
+        importlib.util.find_spec = lambda name, *a: gone if name == "engine.spec" else real(name, *a)
+        with pytest.raises(RuntimeError, match=r"engine.spec .*spec.py.moved\) is missing"):
+            mc.graph_sources()
+    finally:
+        importlib.util.find_spec = real

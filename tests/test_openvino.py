@@ -3,10 +3,10 @@ its place among the backends (the golden pairs and stack are in test_golden.py/t
 import numpy as np
 import pytest
 
-from engine import metrics
+from engine.testing import metrics
 from engine.backends import base
 
-ov = pytest.importorskip("openvino", reason="openvino is not installed (pip install '.[openvino]')")
+ov = pytest.importorskip("openvino", reason="openvino is not installed (a dependency of gacn-engine: pip install openvino)")
 
 
 SMALL = np.random.default_rng(4).random((2, 1, 48, 40), dtype=np.float32)

@@ -10,7 +10,8 @@ import pytest
 
 import engine.cli as cli
 from engine.cli import main
-from engine.imageio import read_image, to_8_bit, write_bytes_atomic, write_image
+from engine.atomic import write_bytes_atomic
+from engine.imageio import read_image, to_8_bit, write_image
 
 
 @pytest.fixture()

@@ -4,21 +4,22 @@ import numpy as np
 import pytest
 
 from conftest import golden_names
-from engine import metrics, preprocess
+from engine import preprocess
+from engine.testing import metrics
 
 pytest.importorskip("onnxruntime_extensions")
 
 
 @pytest.fixture(scope="module")
 def session(params, cpu):
-    from engine.ort_plugins import plugin_session
+    from engine.testing.ort_plugins import plugin_session
     from engine.onnx_graph import build_model
     return plugin_session(build_model(params, plugins=True).SerializeToString())
 
 
 @pytest.mark.parametrize("name", golden_names())
 def test_fp32_plugin_graph_matches_golden(session, golden, name):
-    from engine.ort_plugins import run
+    from engine.testing.ort_plugins import run
     a, b, gf, gd, gm = golden(name)
     d, m = run(session, np.stack([preprocess.luma(a), preprocess.luma(b)])[:, None])
     d, m = d[0, 0], m[0, 0]
@@ -28,7 +29,7 @@ def test_fp32_plugin_graph_matches_golden(session, golden, name):
 
 def test_plugin_graph_batches_frames(session, ort_fuser, golden):
     """K = 3 through the plugin graph equals the portable graph's K = 3 (broadcast reference)."""
-    from engine.ort_plugins import run
+    from engine.testing.ort_plugins import run
     a, b, *_ = golden(golden_names()[0])
     luma = np.stack([preprocess.luma(a), preprocess.luma(b), preprocess.luma(a[:, ::-1].copy())])[:, None]
     d, m = run(session, luma)
@@ -43,7 +44,7 @@ def tiled_plugin_graph(params, cpu):
     """The TensorRT tile bundle's graphs (tile network with plugins, float32 sums passes) behind
     the pipeline, in 128 px tiles."""
     from engine.host_executor import HostExecutor
-    from engine.ort_plugins import PluginGraphRunner
+    from engine.testing.ort_plugins import PluginGraphRunner
     from engine.pipeline import Pipeline
     pipe = Pipeline(HostExecutor(PluginGraphRunner(params)), tile=128)
     yield pipe

@@ -3,7 +3,7 @@ spec's full decision volume."""
 import numpy as np
 import pytest
 
-from engine import metrics
+from engine.testing import metrics
 from engine.fusion import fuse_stack
 from engine.imageio import read_image
 from engine.stack import Calibration, Sequential

@@ -25,7 +25,7 @@ def test_build_engine_without_tensorrt_exits_2(tmp_path):
 
 
 @pytest.mark.skipif(HAS_TRT, reason="checks the message shown when TensorRT is missing")
-def test_tensorrt_backend_without_tensorrt_is_a_clear_error(pair_paths, tmp_path, weights, capsys):
+def test_tensorrt_backend_without_tensorrt_is_a_clear_error(pair_paths, tmp_path, capsys):
     """An engine and its sidecar are there: what is missing is TensorRT, and the message says so."""
     from engine import Fuser
     from engine.cli import main
@@ -33,7 +33,7 @@ def test_tensorrt_backend_without_tensorrt_is_a_clear_error(pair_paths, tmp_path
     plan.write_bytes(b"\0" * 64)
     (tmp_path / "e.plan.json").write_text(json.dumps(META))
     rc = main([*map(str, pair_paths), "-o", str(tmp_path / "o.png"), "--backend", "tensorrt",
-               "--engine", str(plan), "--weights", str(weights), "-q"])
+               "--engine", str(plan), "-q"])   # no --weights: a plan holds its weights (refused: test_options.py)
     err = capsys.readouterr().err
     assert rc == 2 and not (tmp_path / "o.png").exists()
     assert err.count("\n") == 1 and err.startswith("gacn-fuse: error: TensorRT is not installed"), err
@@ -49,7 +49,7 @@ def pair_paths(data_dir):
 
 def test_build_engine_imports_without_tensorrt():
     sys.path.insert(0, str(REPO))
-    import export.build_engine as be
+    import engine.export.build_engine as be
     assert be.parse_hw("1080x1920") == (1080, 1920)
     with pytest.raises(Exception):
         be.parse_hw("1080")
@@ -80,7 +80,7 @@ def test_hardware_compatible_engine():
 
 
 def test_onnx_for_build_must_be_the_plugin_graph(params, tmp_path):
-    import export.build_engine as be
+    import engine.export.build_engine as be
     from engine.errors import GacnError
     from engine.onnx_graph import build_model
     p = tmp_path / "portable.onnx"
@@ -96,7 +96,8 @@ def test_onnx_for_build_must_be_the_plugin_graph(params, tmp_path):
 def test_fp16_engine_matches_golden(params, tmp_path, golden):
     """Build the FP16 plugin engine and hold it to the FP16 tolerances on every golden pair."""
     from conftest import golden_names
-    from engine import Fuser, metrics
+    from engine import Fuser
+    from engine.testing import metrics
     from engine.onnx_graph import build_model
     onnx_path, plan = tmp_path / "g.onnx", tmp_path / "g.plan"
     onnx_path.write_bytes(build_model(params, plugins=True, fp16=True).SerializeToString())
@@ -226,3 +227,24 @@ def test_tensorrt_plan_starts_over_when_its_buffers_grow(trt_plan):
     log.clear()
     _run(plan, 16)
     assert log == [("run", (16, 16))]
+
+
+def test_plan_sidecar_schema_round_trip_and_refusals(tmp_path):
+    """One schema for the builder and the runner: what one writes the other reads, and a file
+    that is not a builder's sidecar is refused with a message, not a KeyError."""
+    from engine.backends.plan_sidecar import PlanSidecar
+    tile = PlanSidecar(**META, variant="tile", tile=1024, sums_plans=[f"e.plan.sums{k}.plan" for k in range(4)],
+                       cse_fc=[[[0.0]], [[0.0]]] * 2, precision="fp16")
+    assert PlanSidecar.from_json(tile.to_json()) == tile
+    (tmp_path / "e.plan.json").write_text(tile.to_json())
+    assert PlanSidecar.read(tmp_path / "e.plan").tile == 1024
+    for bad, words in (({k: v for k, v in META.items() if k != "gpu"}, "no gpu"),
+                       ({**META, "variant": "tile"}, "a tile bundle needs"),
+                       ({**META, "variant": "slices"}, "variant is 'slices'"),
+                       ([1, 2], "not an object")):
+        (tmp_path / "e.plan.json").write_text(json.dumps(bad))
+        with pytest.raises(BackendError, match=words):
+            PlanSidecar.read(tmp_path / "e.plan")
+    (tmp_path / "e.plan.json").unlink()
+    with pytest.raises(BackendError, match="missing; engines must be built with gacn-build-engine"):
+        PlanSidecar.read(tmp_path / "e.plan")

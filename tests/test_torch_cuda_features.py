@@ -6,7 +6,8 @@ switch itself. On a GPU benchmarks/gpu_check.py runs the same class with the CUD
 import numpy as np
 import pytest
 
-from engine import metrics, preprocess
+from engine import preprocess
+from engine.testing import metrics
 from engine.errors import BackendError
 
 torch = pytest.importorskip("torch")

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from conftest import golden_names
-from engine import metrics, preprocess
+from engine import preprocess
+from engine.testing import metrics
 
 torch = pytest.importorskip("torch")
 

@@ -140,21 +140,37 @@ def resolve_backend(name: str, engine_path=None) -> str:
     return cpu_backend()
 
 
-def create_runner(backend: str, *, params=None, onnx_path=None, engine_path=None, precision="fp32",
-                  **options) -> HostRunner | DeviceRunner:
-    """The runner for a resolved backend name (imports its library lazily)."""
+def check_installed(backend: str, options) -> None:
+    """The cheap part of a backend's checks, before anything is loaded: its library is
+    installed, and TensorRT has a plan to run."""
+    if backend == "tensorrt":
+        if options.engine is None:
+            raise BackendError("the tensorrt backend needs --engine ENGINE.plan (build one with gacn-build-engine)")
+        if not _installed("tensorrt"):
+            from engine.backends.tensorrt import import_tensorrt
+            import_tensorrt()
+
+
+def create_runner(backend: str, options=None, *, params=None, **given) -> HostRunner | DeviceRunner:
+    """The runner for a resolved backend name and its options (an engine.options object, or the
+    options as keywords, checked as a Fuser checks them); keywords that are no Fuser option go
+    to the runner's constructor as they are (``static=``, ``providers=``: benchmarks, tests).
+    Imports the backend's library lazily."""
+    from engine.options import OPTIONS, backend_options, takes
+    extra = {k: given.pop(k) for k in list(given) if not takes(k)}
+    if options is None:
+        options = backend_options(backend, **given)
     if backend == "onnxruntime":
         from engine.backends.onnxruntime import OnnxRuntimeRunner
-        return OnnxRuntimeRunner(params=params, onnx_path=onnx_path, **options)
+        return OnnxRuntimeRunner(params=params, onnx_path=options.onnx, threads=options.threads, **extra)
     if backend == "openvino":
         from engine.backends.openvino import OpenVinoRunner
-        return OpenVinoRunner(params=params, onnx_path=onnx_path, **options)
+        return OpenVinoRunner(params=params, onnx_path=options.onnx, threads=options.threads, **extra)
     if backend == "torch-cuda":
         from engine.backends.torch_cuda import TorchCudaRunner
-        return TorchCudaRunner(params=params, precision=precision, **options)
+        return TorchCudaRunner(params=params, precision=options.precision, device=options.device, **extra)
     if backend == "tensorrt":
+        check_installed(backend, options)
         from engine.backends.tensorrt import TensorRTRunner
-        if engine_path is None:
-            raise BackendError("the tensorrt backend needs --engine ENGINE.plan (build one with export/build_engine.py)")
-        return TensorRTRunner(engine_path, **options)
-    raise BackendError(f"unknown backend '{backend}'")
+        return TensorRTRunner(options.engine, device=options.device, **extra)
+    raise BackendError(f"unknown backend '{backend}' (one of {', '.join(OPTIONS)})")

@@ -11,7 +11,9 @@ unwritable cache directory only costs the next start its speed.
 """
 from __future__ import annotations
 
+import ast
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -25,7 +27,7 @@ log = logging.getLogger(__name__)
 
 MAGIC = b"GACN-MODEL-CACHE-1\n"
 _DIGEST = 32
-GRAPH_SOURCES = ("onnx_graph.py", "folding.py", "spec.py", "checkpoint.py")  # what a graph is built from
+GRAPH_BUILDER = "engine.onnx_graph"     # what a graph is built from, with every engine module it imports
 ENV_DISABLE = "GACN_NO_MODEL_CACHE"     # set (non-empty): never read or write entries
 ENV_ROOT = "GACN_MODEL_CACHE"            # the cache directory, instead of ~/.cache/gacn-engine/models
 
@@ -40,18 +42,43 @@ def params_digest(params: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
+def module_source(name: str) -> Path:
+    """The source file of module ``name``, found without importing it; a missing one is an
+    error (an incomplete installation), never skipped: it would silently stop invalidating."""
+    spec = importlib.util.find_spec(name)
+    origin = Path(spec.origin) if spec is not None and spec.origin else None
+    if origin is None or not origin.is_file():
+        raise RuntimeError(f"model cache: the source of {name} ({origin}) is missing; reinstall gacn-engine")
+    return origin
+
+
+def graph_sources(root: str = GRAPH_BUILDER) -> list[Path]:
+    """The sources of ``root`` and of every engine module it imports, transitively (read from
+    their import statements, so nothing is imported)."""
+    seen, todo, files = set(), [root], []
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        path = module_source(name)
+        files.append(path)
+        for node in ast.walk(ast.parse(path.read_bytes())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("engine."):
+                todo.append(node.module)
+            elif isinstance(node, ast.Import):
+                todo += [a.name for a in node.names if a.name.startswith("engine.")]
+    return sorted(files)
+
+
 @lru_cache(maxsize=1)
 def graph_fingerprint() -> str:
-    """A sha256 of the graph builder's sources (GRAPH_VERSION among them), read as text so that
-    a cache hit never imports onnx: any change to how graphs are made invalidates every entry
-    without anyone remembering to bump a number."""
+    """A sha256 of the graph builder's sources (graph_sources: GRAPH_VERSION among them), read
+    as text so that a cache hit never imports onnx: any change to how graphs are made
+    invalidates every entry without anyone remembering to bump a number."""
     h = hashlib.sha256()
-    root = Path(__file__).resolve().parent.parent
-    for name in GRAPH_SOURCES:
-        try:
-            h.update((root / name).read_bytes())
-        except OSError:
-            h.update(b"?")
+    for path in graph_sources():
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -115,13 +142,13 @@ class ModelCache:
         """Publish an entry atomically; failures are logged, never raised."""
         if not self.enabled:
             return
-        from engine.errors import InputError
-        from engine.imageio import write_bytes_atomic
+        from engine.atomic import write_bytes_atomic
+        from engine.errors import WriteError
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             write_bytes_atomic(path, MAGIC + hashlib.sha256(payload).digest() + payload)
             log.debug("model cache: wrote %s (%d bytes)", path, len(payload))
-        except (OSError, InputError) as e:
+        except (OSError, WriteError) as e:
             log.warning("model cache: cannot write %s (%s); the next start will compile again", path, e)
 
     def discard(self, path: Path, why: str) -> None:

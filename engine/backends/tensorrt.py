@@ -12,7 +12,6 @@ Buffers, streams and copies are engine.cuda's, shared with torch-cuda.
 """
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import numpy as np
 
 from engine import cuda
 from engine.backends.shape_cache import CAPTURE, SHAPES_KEPT, ShapeCache
+from engine.backends.plan_sidecar import PlanSidecar, sidecar_path  # noqa: F401 (sidecar_path: for the builder)
 from engine.errors import BackendError
 
 log = logging.getLogger(__name__)
@@ -56,22 +56,18 @@ def load_plugins(registry, path=None) -> Path:
     return path
 
 
-def sidecar_path(engine_path) -> Path:
-    return Path(str(engine_path) + ".json")
-
-
-def check_compatibility(meta: dict, trt_version: str, gpu: str, capability: str) -> None:
+def check_compatibility(meta: PlanSidecar | dict, trt_version: str, gpu: str, capability: str) -> None:
     """An engine runs only on the TensorRT version and GPU architecture it was built for."""
+    if isinstance(meta, dict):
+        meta = PlanSidecar.from_dict(meta)
     problems = []
-    if meta.get("tensorrt_version") != trt_version and not meta.get("version_compatible"):
-        problems.append(f"built with TensorRT {meta.get('tensorrt_version')}, running {trt_version}")
-    compat = meta.get("hardware_compatibility", "none")
-    built_cc = meta.get("compute_capability")
-    if compat == "ampere+":
+    if meta.tensorrt_version != trt_version and not meta.version_compatible:
+        problems.append(f"built with TensorRT {meta.tensorrt_version}, running {trt_version}")
+    if meta.hardware_compatibility == "ampere+":
         if float(capability) < 8.0:
             problems.append(f"built for Ampere and newer, this GPU ({gpu}) is compute capability {capability}")
-    elif built_cc != capability:
-        problems.append(f"built for compute capability {built_cc} ({meta.get('gpu')}), this GPU ({gpu}) is {capability}")
+    elif meta.compute_capability != capability:
+        problems.append(f"built for compute capability {meta.compute_capability} ({meta.gpu}), this GPU ({gpu}) is {capability}")
     if problems:
         raise BackendError("the TensorRT engine does not match this machine: " + "; ".join(problems)
                            + ". Rebuild it here with export/build_engine.py")
@@ -165,9 +161,9 @@ class TensorRTRunner:
     name = "tensorrt"
     on_device = True
 
-    def __init__(self, engine_path, plugins=None, cuda_graphs: bool = True, **_ignored):
+    def __init__(self, engine_path, plugins=None, cuda_graphs: bool = True, device: int = 0):
         self.engine_path = Path(engine_path)
-        self.plugins, self.cuda_graphs = plugins, cuda_graphs
+        self.plugins, self.cuda_graphs, self.device = plugins, cuda_graphs, device
         self.plans: dict[str, _Plan] = {}
         self.cse_weights = None
         self.tile_side = None
@@ -179,21 +175,19 @@ class TensorRTRunner:
         trt = import_tensorrt()
         if not self.engine_path.is_file():
             raise BackendError(f"{self.engine_path}: no such engine file")
-        side = sidecar_path(self.engine_path)
-        if not side.is_file():
-            raise BackendError(f"{side}: missing; engines must be built with export/build_engine.py, which writes it")
-        meta = json.loads(side.read_text())
-        gpu, cc = cuda.device_name_and_capability()
+        meta = PlanSidecar.read(self.engine_path)
+        cuda.set_device(self.device)   # the engine, its contexts and the executor's streams live there
+        gpu, cc = cuda.device_name_and_capability(self.device)
         check_compatibility(meta, trt.__version__, gpu, cc)
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.runtime = trt.Runtime(self.logger)
         load_plugins(self.runtime.get_plugin_registry(), self.plugins)
         maps = {"decision", "mask"}
-        if meta.get("variant", "whole") == "tile":
-            self.tile_side = int(meta["tile"])
-            self.cse_weights = [(np.array(f1, np.float32), np.array(f2, np.float32)) for f1, f2 in meta["cse_fc"]]
+        if meta.variant == "tile":
+            self.tile_side = meta.tile
+            self.cse_weights = [(np.array(f1, np.float32), np.array(f2, np.float32)) for f1, f2 in meta.cse_fc]
             self.plans["tile"] = _Plan(self.runtime, self.engine_path, {"luma", "cse"}, maps, self.cuda_graphs)
-            for k, name in enumerate(meta["sums_plans"]):
+            for k, name in enumerate(meta.sums_plans):
                 inputs = {"luma", "colmask"} | ({"cse"} if k else set())
                 self.plans[f"sums{k}"] = _Plan(self.runtime, self.engine_path.parent / name, inputs, {"sums"},
                                                self.cuda_graphs)

@@ -16,13 +16,12 @@ import numpy as np
 from engine import kernels as K
 from engine.backends.shape_cache import CAPTURE, SHAPES_KEPT, ShapeCache
 from engine.errors import BackendError
+from engine.spec import DECISION_BLOCKS, FEATURE_BLOCKS, SSE_CHANNELS, sse_key
 from engine.tiling import cse_weights
 from engine.variants import sums_block
 
 log = logging.getLogger(__name__)
 
-FEATURE_BLOCKS = ("feature_extraction_conv0", "feature_extraction_conv1", "feature_extraction_conv2", "feature_extraction_conv3")
-DECISION_BLOCKS = ("decision_path_conv1", "decision_path_conv2", "decision_path_conv3", "decision_path_conv4")
 
 
 class CudaGacn:
@@ -57,7 +56,7 @@ class CudaGacn:
         self.fe = [conv(b, f32, torch.contiguous_format) for b in FEATURE_BLOCKS]
         self.cse = [(on(fc1, f32), on(fc2, f32)) for fc1, fc2 in cse_weights(params)]
         self.dp = [conv(b, dtype, self.layout) for b in DECISION_BLOCKS]
-        self.gate_w = [on(params[f"se_{i}.fc.0.weight"][0], f32) for i in range(4, 9)]
+        self.gate_w = [on(params[sse_key(i)][0], f32) for i in SSE_CHANNELS]
         # features="fold"/"tc32" (or $GACN_FEATURES): the path without elementwise passes
         self.feature_path = make_feature_path(self, features)
 

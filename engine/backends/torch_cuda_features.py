@@ -12,8 +12,9 @@ NHWC in fp16 mode).
 Selected with ``TorchCudaRunner(..., features=NAME)`` or the environment variable
 ``GACN_FEATURES=NAME``:
   ``default``  today's path (gacn_conv3x3_c16 + PyTorch elementwise passes);
-  ``fold``     this path with the FP32 FMA convolution (lever 2 alone);
-  ``tc32``     this path with the 3xTF32 tensor-core convolution (levers 1 and 2), FP32-level
+  ``fold``     this path with the FP32 FMA convolution (no elementwise passes);
+  ``tc32``     this path with the 3xTF32 tensor-core convolution (no elementwise passes and
+               tensor cores), FP32-level
                accuracy; GPUs below sm_80 (or with too little shared memory) run the FMA kernel.
 The new paths' speed is unmeasured until a GPU session times them (benchmarks/gpu_check.py).
 """

@@ -132,7 +132,7 @@ std::string kernelStatusString(int32_t status);
 //! Value of a scalar integer plugin field (kINT8/16/32/64, length 1); throws otherwise.
 int32_t readIntField(nvinfer1::PluginField const& field);
 
-//! Base of the three plugins: one object is the IPluginV3 and all three capability interfaces,
+//! Base of the four plugins: one object is the IPluginV3 and all three capability interfaces,
 //! as in TensorRT's own plugins. Derived classes implement the shape/type/format logic,
 //! enqueue, clone and getFieldsToSerialize.
 class GacnPluginBase : public nvinfer1::IPluginV3,

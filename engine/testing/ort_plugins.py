@@ -22,7 +22,7 @@ def _register() -> None:
         from onnxruntime_extensions import PyCustomOpDef, onnx_op
     except ImportError:
         raise BackendError("running the plugin graph on the CPU needs onnxruntime-extensions") from None
-    from engine import kernels as K
+    from engine.testing import kernels as K
 
     f32, i64, s = PyCustomOpDef.dt_float, PyCustomOpDef.dt_int64, PyCustomOpDef.dt_string
     plugin_attrs = {"plugin_version": s, "plugin_namespace": s}

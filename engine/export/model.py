@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.checkpoint import CONV_BLOCKS, SSE_CHANNELS, load_gacn
-from engine.spec import (ACTIVITY_RADIUS, BN_EPS, GAUSS_RADIUS, GF_EPS, GF_RADIUS, SHARPNESS, THRESH_HIGH,
-                         THRESH_LOW, gaussian_taps)
+from engine.checkpoint import load_gacn
+from engine.spec import (ACTIVITY_RADIUS, BN_EPS, CONV_BLOCKS, GAUSS_RADIUS, GF_EPS, GF_RADIUS, SHARPNESS,
+                         SSE_CHANNELS, THRESH_HIGH, THRESH_LOW, bn_key, conv_key, cse_keys, gaussian_taps, sse_key)
 
 
 class ConvBlock(nn.Module):
@@ -102,15 +102,16 @@ class GACN(nn.Module):
         names = list(CONV_BLOCKS)
         with torch.no_grad():
             for blk, block in zip(names, [*self.fe_blocks, *self.dp_blocks]):
-                block.conv.weight.copy_(t(f"{blk}.{blk}_Conv2d.weight"))
-                block.conv.bias.copy_(t(f"{blk}.{blk}_Conv2d.bias"))
+                block.conv.weight.copy_(t(conv_key(blk, "weight")))
+                block.conv.bias.copy_(t(conv_key(blk, "bias")))
                 for p in ("weight", "bias", "running_mean", "running_var"):
-                    getattr(block.bn, p).copy_(t(f"{blk}.{blk}_BatchNorm.{p}"))
+                    getattr(block.bn, p).copy_(t(bn_key(blk, p)))
             for i, cse in enumerate(self.cse):
-                cse.fc1.weight.copy_(t(f"se_{i}.fc.0.weight"))
-                cse.fc2.weight.copy_(t(f"se_{i}.fc.2.weight"))
+                fc1, fc2 = cse_keys(i)
+                cse.fc1.weight.copy_(t(fc1))
+                cse.fc2.weight.copy_(t(fc2))
             for i, sse in zip(SSE_CHANNELS, self.sse):
-                sse.conv.weight.copy_(t(f"se_{i}.fc.0.weight"))
+                sse.conv.weight.copy_(t(sse_key(i)))
         return self
 
     # -- the steps --------------------------------------------------------------------------
