@@ -65,13 +65,21 @@ def export(weights: Path, output: Path, *, plugins: bool = False, fp16: bool = F
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--weights", required=True, type=Path, help="GACN checkpoint (GACN.pkl)")
-    p.add_argument("-o", "--output", required=True, type=Path)
+    p.add_argument("-o", "--output", type=Path, help="the ONNX file (required unless --triton-repo)")
     p.add_argument("--plugins", action="store_true", help="TensorRT graph: GacnActivity/GacnSpatialGate/GacnBoundaryRefine nodes")
     p.add_argument("--fp16", action="store_true", help="with --plugins: FP16 convolutions, plugins computing in FP32 inside")
     p.add_argument("--tile", action="store_true", help="the graphs of exact tiled execution: OUT and OUT.sums0-3")
+    p.add_argument("--triton-repo", type=Path, metavar="DIR", help="instead: write a Triton model repository "
+                   "(README 'Serving'), with the --triton-* model options")
+    from engine.serve.repository import add_arguments, export_repository
+    add_arguments(p, prefix="triton-")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.triton_repo:
+        return export_repository(args, p)
+    if args.output is None:
+        p.error("give -o OUTPUT (or --triton-repo DIR)")
     if args.fp16 and not args.plugins:
         p.error("--fp16 applies to the TensorRT plugin graph (--plugins); the portable graph is float32")
     try:
