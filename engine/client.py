@@ -81,7 +81,8 @@ class RemoteFuser:
                 last = e.message() or str(e)
             except Exception as e:  # noqa: BLE001 - socket, gevent and gRPC failures alike
                 last = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
-            log.warning("%s on %s failed (try %d of %d): %s", what, self.url, attempt + 1, self.retries + 1, last)
+            if attempt < self.retries:
+                log.warning("%s on %s failed (try %d of %d): %s", what, self.url, attempt + 1, self.retries + 1, last)
         raise ServerError(f"the GACN server at {self.url} did not answer ({what}): {last}")
 
     def _is_batched(self, model: str) -> bool:

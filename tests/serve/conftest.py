@@ -51,3 +51,18 @@ def env():
     e = dict(os.environ)
     e["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), e.get("PYTHONPATH")]))
     return e
+
+
+@pytest.fixture
+def start(tmp_path, weights):
+    """Start servers of one repository (512 MiB budget, no tiles); all stopped at the end."""
+    started = []
+
+    def go(ports=None):
+        s = start_server(tmp_path, weights, ports=ports, log_name=f"tritonserver{len(started)}.log",
+                         max_memory="512M", tile=0)
+        started.append(s)
+        return s
+    yield go
+    for s in started:
+        s.stop()
