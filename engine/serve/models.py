@@ -60,7 +60,6 @@ def _hwc(x: np.ndarray, name: str, dims: int = 3) -> np.ndarray:
 
 class _Model:
     """Loads one Fuser per instance (a KIND_GPU instance on its device) and answers requests."""
-    kind = PAIR
 
     def initialize(self, args):
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -155,7 +154,6 @@ class PairModel(_Model):
 class StackModel(_Model):
     """Input FRAMES (N x H x W x C, frame 0 the reference); outputs FUSED (H x W x C) and INDEX
     (int32 H x W). Request parameters ``strategy``, ``align`` (default auto) and ``crop`` (bool)."""
-    kind = STACK
 
     def answer(self, request):
         params = _parameters(request, REQUEST_PARAMETERS[STACK])
