@@ -78,6 +78,7 @@ def server_env(dist: Path) -> dict[str, str]:
 
 def check_port(host: str, port: int) -> None:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as servers do: TIME_WAIT is no conflict
         try:
             s.bind((host, port))
         except OSError as e:

@@ -1,5 +1,5 @@
 """8 concurrent clients x 20 requests of mixed sizes: every answer equals the local result for its own
-request (none lost or swapped). CI sizes are 0.003-0.1 MP (2 shared cores); GACN_SERVE_FULL=1 uses
+request (none lost or swapped). CI sizes are 0.001-0.03 MP (2 shared cores); GACN_SERVE_FULL=1 uses
 0.1-2 MP as the issue asks."""
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from engine.client import RemoteFuser
 CLIENTS, REQUESTS = 8, 20
 FULL = bool(os.environ.get("GACN_SERVE_FULL"))
 SIZES = ([(240, 320), (480, 640), (600, 800), (768, 1024), (960, 1280), (1200, 1600)] if FULL else
-         [(40, 48), (64, 80), (96, 112), (128, 160), (200, 240), (256, 300)])
+         [(32, 40), (48, 56), (64, 72), (80, 96), (112, 128), (160, 176)])
 
 
 @pytest.fixture(scope="module")

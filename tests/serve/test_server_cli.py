@@ -31,9 +31,9 @@ def test_configs_parse_as_triton_model_configs(tmp_path, weights):
     assert (tmp_path / "r" / PLAN / "1" / "model.plan").read_bytes() == plan.read_bytes()
 
 
-def serve(*args, env):
+def serve(*args, env, log=subprocess.PIPE):
     return subprocess.Popen([sys.executable, "-m", "engine.serve.server", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+                            stderr=log, text=True, env=env)
 
 
 def test_port_in_use_is_one_message(weights, env):
@@ -48,14 +48,16 @@ def test_port_in_use_is_one_message(weights, env):
 
 def test_sigterm_stops_gacn_serve_within_10_s(weights, env, tmp_path):
     ports = [free_port() for _ in range(3)]
+    log = tmp_path / "serve.log"
     p = serve("--weights", str(weights), "--backend", "openvino", "--threads", "1", "--repo", str(tmp_path / "repo"),
-              "--http-port", str(ports[0]), "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2]), env=env)
+              "--http-port", str(ports[0]), "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2]), env=env, log=log.open("w"))
     try:
         deadline = time.monotonic() + 180
-        line = ""
-        while "ready" not in line and time.monotonic() < deadline and p.poll() is None:
-            line = p.stderr.readline()
-        assert "ready" in line and f"http://127.0.0.1:{ports[0]}" in line, line
+        ready = []
+        while not ready and time.monotonic() < deadline and p.poll() is None:
+            time.sleep(0.2)
+            ready = [ln for ln in log.read_text().splitlines() if ln.startswith("gacn-serve: ready")]
+        assert ready and f"http://127.0.0.1:{ports[0]}" in ready[0], log.read_text()[-3000:]
         tree = [c.pid for c in psutil.Process(p.pid).children(recursive=True)]
         assert tree
         t0 = time.monotonic()
@@ -65,5 +67,6 @@ def test_sigterm_stops_gacn_serve_within_10_s(weights, env, tmp_path):
         assert not any(psutil.pid_exists(c) and psutil.Process(c).status() != psutil.STATUS_ZOMBIE for c in tree)
     finally:
         if p.poll() is None:
-            p.kill()
+            p.terminate()
+            p.wait(30)
             pytest.fail("gacn-serve did not stop")
