@@ -6,7 +6,8 @@ Run in the [serve] venv (see .ci/serve-tests for how it is made), from the repos
     python benchmarks/serve.py --weights ../shared/gacn/GACN.pkl [--requests 8] [--protocol http] [--json out.json]
 
 Both sides run the same backend with the same threads; the served side runs one model instance.
-Timings on a shared machine are noisy: compare the two sides of one run.
+With one client the in-process and served requests alternate (A, B, A, B), so that their ratio
+holds on a noisy machine; 4 and 8 clients are served only (one Fuser is one stream of work).
 """
 from __future__ import annotations
 
@@ -81,13 +82,25 @@ def run_clients(make, work, clients: int, requests: int) -> dict:
     return stats(latencies, time.perf_counter() - t0)
 
 
+def interleaved(local, url: str, x, y, n: int) -> tuple[dict, dict]:
+    """One client: n in-process and n served pairs, alternating; throughput from the summed latencies."""
+    lat = {"local": [], "served": []}
+    with RemoteFuser(url, timeout=600) as remote:
+        for _ in range(n):
+            for side, f in (("local", local), ("served", remote)):
+                t = time.perf_counter()
+                f.fuse(x, y)
+                lat[side].append(time.perf_counter() - t)
+    return stats(lat["local"], sum(lat["local"])), stats(lat["served"], sum(lat["served"]))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--weights", required=True)
     p.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "gacn"))
     p.add_argument("--backend", default="openvino")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--requests", type=int, default=8, help="requests per client")
+    p.add_argument("--requests", type=int, default=8, help="requests per client (1 client: per side, interleaved)")
     p.add_argument("--clients", default="1,4,8")
     p.add_argument("--protocol", choices=("http", "grpc"), default="http")
     p.add_argument("--stack-runs", type=int, default=1)
@@ -113,22 +126,26 @@ def main(argv=None) -> int:
             with Fuser(args.backend, weights=args.weights, threads=args.threads) as local:
                 for name, (x, y) in cases.items():
                     local.fuse(x, y)           # warm both sides on this size
-                    with RemoteFuser(url) as f:
+                    with RemoteFuser(url, timeout=600) as f:
                         f.fuse(x, y)
                     row = {}
                     for c in (int(v) for v in args.clients.split(",")):
-                        row[f"local_{c}"] = (run_clients(lambda: _Shared(local), lambda f: f.fuse(x, y), 1, args.requests)
-                                             if c == 1 else None)
-                        row[f"served_{c}"] = run_clients(lambda: RemoteFuser(url, timeout=600),
-                                                         lambda f: f.fuse(x, y), c, args.requests)
-                        print(name, c, row[f"served_{c}"], row.get(f"local_{c}"), flush=True)
+                        if c == 1:   # in-process and served interleaved (A, B, A, B): the ratio is what counts
+                            row["local_1"], row["served_1"] = interleaved(local, url, x, y, args.requests)
+                        else:
+                            row[f"served_{c}"] = run_clients(lambda: RemoteFuser(url, timeout=600),
+                                                             lambda f: f.fuse(x, y), c, args.requests)
+                        print(name, c, {k: v for k, v in row.items() if k.endswith(f"_{c}")}, flush=True)
                     results["pairs"][name] = row
-                runs = max(1, args.stack_runs)
-                results["stack9"] = {
-                    "local": run_clients(lambda: _Shared(local), lambda f: f.fuse_stack(stack, strategy="calibration",
-                                                                                        align="auto"), 1, runs),
-                    "served": run_clients(lambda: RemoteFuser(url, timeout=900), lambda f: f.fuse_stack(
-                        stack, strategy="calibration", align="auto"), 1, runs)}
+                stack_local, stack_served = [], []
+                with RemoteFuser(url, timeout=900) as remote:
+                    for _ in range(max(1, args.stack_runs)):   # interleaved too
+                        for lat, f in ((stack_local, local), (stack_served, remote)):
+                            t = time.perf_counter()
+                            f.fuse_stack(stack, strategy="calibration", align="auto")
+                            lat.append(time.perf_counter() - t)
+                results["stack9"] = {"local": stats(stack_local, sum(stack_local)),
+                                     "served": stats(stack_served, sum(stack_served))}
                 print("stack9", results["stack9"], flush=True)
             sampler.stop_event.set()
             sampler.join()
@@ -139,19 +156,6 @@ def main(argv=None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     return 0
-
-
-class _Shared:
-    """The one local Fuser as a context manager that does not close it."""
-
-    def __init__(self, fuser):
-        self.fuser = fuser
-
-    def __enter__(self):
-        return self.fuser
-
-    def __exit__(self, *exc):
-        pass
 
 
 if __name__ == "__main__":

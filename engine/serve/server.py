@@ -86,6 +86,16 @@ def check_port(host: str, port: int) -> None:
                              "--http-port/--grpc-port/--metrics-port)") from None
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the process that started it dies (Linux), so that a
+    killed gacn-serve or test leaves no server behind."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
@@ -139,7 +149,7 @@ class TritonServer:
         try:
             self.proc = subprocess.Popen(self.command(stage_backends(self._work, dist)), env=server_env(dist),
                                          stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT if out else None,
-                                         start_new_session=True)
+                                         start_new_session=True, preexec_fn=_die_with_parent)
         finally:
             if out:
                 out.close()
