@@ -201,12 +201,21 @@ class TritonServer:
         self._kill_group()
         self._cleanup()
 
-    def _kill_group(self) -> None:
+    def _kill_group(self, grace: float = 2.0) -> None:
+        """SIGKILL whatever is left of the server's process group (its stubs), and wait up to
+        ``grace`` s for the group to empty."""
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
         self.proc.wait()
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(self.proc.pid, 0)
+            except (ProcessLookupError, PermissionError):
+                return
+            time.sleep(0.05)
 
     def _cleanup(self) -> None:
         if self._work is not None:

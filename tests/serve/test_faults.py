@@ -24,8 +24,19 @@ def frames(data_dir):
     return [read_image(p)[::4, ::4].copy() for p in sorted((data_dir / "stack9").glob("*.jpg"))]
 
 
-def gone(pids) -> bool:
-    return not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids)
+def gone(pids, within: float = 3.0) -> bool:
+    """No process of ``pids`` left (zombies awaiting their reaper count as gone) within ``within`` s."""
+    def alive(p):
+        try:
+            return psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+    deadline = time.monotonic() + within
+    while any(alive(p) for p in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def tree(server) -> list[int]:
