@@ -36,8 +36,8 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 from engine import strategies
 from engine.errors import GacnError, InputError
-from engine.imageio import (LOSSLESS_8BIT, LOSSLESS_16BIT, check_index_map, check_output_image, make_output_dir,
-                            read_image, write_bytes_atomic, write_image, write_index_map)
+from engine.imageio import (LOSSLESS_8BIT, LOSSLESS_16BIT, check_index_map, check_output_image, image_meta,
+                            make_output_dir, read_image, write_bytes_atomic, write_image, write_index_map)
 from engine.stream_cli import IMAGE_EXTS, natural_key
 
 log = logging.getLogger(__name__)
@@ -157,8 +157,13 @@ def _cached_fuser(options: dict):
     key = _options_key(options)
     if _fuser["key"] != key:
         release_fuser()
-        from engine.fusion import Fuser
-        _fuser["fuser"], _fuser["key"] = Fuser(**options), key
+        if "server" in options:   # jobs fused on a GACN server (engine.client): read and written here
+            from engine.client import RemoteFuser
+            _fuser["fuser"] = RemoteFuser(options["server"], timeout=options["timeout"], retries=options["retries"])
+        else:
+            from engine.fusion import Fuser
+            _fuser["fuser"] = Fuser(**options)
+        _fuser["key"] = key
     return _fuser["fuser"]
 
 
@@ -207,12 +212,14 @@ def _fuse_stack(job: Job, fuser) -> int:
     from their files (ahead, while a frame is fused), twice when the reference is not the first."""
     from engine.fusion import fuse_stack
     from engine.imageio import ImageFiles
-    first = read_image(job.inputs[0])
-    check_output_image(job.output, first.dtype)
+    _, dtype = image_meta(job.inputs[0])
+    check_output_image(job.output, dtype)
     if job.index_map:
         check_index_map(job.index_map, len(job.inputs))
-    res = fuse_stack(ImageFiles(job.inputs), pipeline=fuser.pipeline if fuser else None, strategy=job.strategy,
-                     align=job.align or "auto", names=list(job.inputs), crop=job.crop, reference=job.reference)
+    options = dict(strategy=job.strategy, align=job.align or "auto", names=list(job.inputs), crop=job.crop,
+                   reference=job.reference)
+    res = (fuser.fuse_stack(ImageFiles(job.inputs), **options) if fuser else
+           fuse_stack(ImageFiles(job.inputs), pipeline=None, **options))
     if job.index_map:   # before the image: an existing image means both are complete
         write_index_map(job.index_map, res.index)
     write_image(job.output, res.fused, announce=False)
@@ -284,10 +291,16 @@ class Report:
 
 
 def check_fuser_options(options: dict) -> None:
-    """Refuse an option the Fuser does not take, and a bad size or tile, before any job runs."""
+    """Refuse an option the Fuser does not take, and a bad size or tile, before any job runs;
+    with ``server`` (a GACN server's URL), only the client's ``timeout`` and ``retries`` go along."""
     from engine.fusion import Fuser
     from engine.memory import parse_size
     from engine.tiling import check_tile
+    if "server" in options:
+        unknown = sorted(set(options) - {"server", "timeout", "retries"})
+        if unknown:
+            raise InputError(f"with server= the server's options decide; refused: {', '.join(unknown)}")
+        return
     known = set(inspect.signature(Fuser.__init__).parameters) - {"self"}
     unknown = sorted(set(options) - known)
     if unknown:

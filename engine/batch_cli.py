@@ -12,8 +12,11 @@ log = logging.getLogger("gacn-fuse")
 
 
 def fuser_options(args) -> dict:
+    if args.server:
+        return dict(server=args.server, timeout=args.timeout, retries=args.retries)
     return dict(backend=args.backend, weights=args.weights, onnx=args.onnx, engine=args.engine,
-                precision=args.precision, threads=args.threads, max_memory=args.max_memory, tile=args.tile)
+                precision=args.precision, threads=args.threads, max_memory=args.max_memory, tile=args.tile,
+                device=args.device)
 
 
 def check_batch_args(args, parser) -> None:

@@ -65,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "the free GPU memory less 512M on a GPU); frames that do not fit whole run in exact tiles")
     p.add_argument("--tile", type=int, metavar="PX", help="run in PX x PX tiles (the window the network sees, its 35 px "
                    "overlap included); 0: never tile (default: whole frames when they fit)")
+    p.add_argument("--server", metavar="URL", help="fuse on a GACN Triton server (gacn-serve): http://HOST:PORT or "
+                   "grpc://HOST:PORT; pairs, --pairs-dir and --stack; the model options are the server's")
+    p.add_argument("--timeout", type=float, default=120.0, metavar="S", help="--server: seconds per request (default 120)")
+    p.add_argument("--retries", type=int, default=1, metavar="N", help="--server: tries after a failed connection (default 1)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return p
@@ -104,6 +108,9 @@ def _same_file(a, b) -> bool:
 
 
 def _make_fuser(args, progress=None):
+    if args.server:
+        from engine.client import RemoteFuser
+        return RemoteFuser(args.server, timeout=args.timeout, retries=args.retries)
     from engine.fusion import Fuser
     if args.backend in ("auto", "openvino"):
         from engine.backends.openvino import lean_import
@@ -129,6 +136,7 @@ def _check_args(args, parser):
         parser.error("--reference applies to --stack/--stacks-dir only")
     if args.save_maps and not (pair_mode or args.demo):
         parser.error("--save-maps applies to a single pair (A B or --demo)")
+    _check_server_args(args, parser)
     if args.stack and len(args.stack) < 2:
         raise InputError(f"a focus stack needs at least 2 frames, got {len(args.stack)}")
     if args.slots < 1:
@@ -138,6 +146,23 @@ def _check_args(args, parser):
         if extra and _same_file(extra, args.output):
             raise InputError(f"-o and --{option.replace('_', '-')} both name {args.output}; give two different files")
     return pair_mode
+
+
+LOCAL_ONLY = ("backend", "weights", "onnx", "engine", "precision", "threads", "max_memory", "tile", "device", "stream")
+
+
+def _check_server_args(args, parser) -> None:
+    """--server: the model options are the server's; refused here rather than ignored (and the
+    client's options without --server)."""
+    defaults = parser.parse_args(["-o", "x"])
+    changed = lambda keys: [f"--{k.replace('_', '-')}" for k in keys if getattr(args, k) != getattr(defaults, k)]  # noqa: E731
+    if not args.server:
+        if changed(("timeout", "retries")):
+            parser.error(f"{', '.join(changed(('timeout', 'retries')))} apply with --server only")
+        return
+    given = changed(LOCAL_ONLY)
+    if given:
+        parser.error(f"{', '.join(given)} do(es) not apply with --server (the server's options decide)")
 
 
 def run_pair(args, sources, names=("source A", "source B")):
@@ -175,11 +200,12 @@ def run_stack(args) -> int:
     no_network = args.strategy in NETWORK_FREE
     align = args.align or "auto"
     reference_index(stack_reference(args.reference, args.strategy, align), len(paths))   # before any model loads
-    with (nullcontext() if no_network else _make_fuser(args)) as fuser, \
+    with (nullcontext() if no_network and not args.server else _make_fuser(args)) as fuser, \
             _Bar("frames", "stack", args.quiet, total=len(paths)) as bar:   # moves per fused frame
         t = time.perf_counter()
-        res = fuse_stack(ImageFiles(paths), pipeline=None if no_network else fuser.pipeline, strategy=args.strategy,
-                         align=align, names=paths, crop=args.crop, reference=args.reference, progress=bar)
+        options = dict(strategy=args.strategy, align=align, names=paths, crop=args.crop, reference=args.reference)
+        res = (fuser.fuse_stack(ImageFiles(paths), **options) if args.server else
+               fuse_stack(ImageFiles(paths), pipeline=None if no_network else fuser.pipeline, progress=bar, **options))
         log.info("fused %d frames in %.2f s (%s)", res.frames, time.perf_counter() - t, args.strategy)
     write_image(args.output, res.fused, announce=False)
     if args.index_map:

@@ -174,9 +174,7 @@ class Fuser:
         can be fused together within the memory budget. A pair whose full-size planes alone
         exceed a known budget is refused before the model loads; otherwise it is planned as
         ``fuse`` will plan it."""
-        shapes = [preprocess.check_meta(shape, dtype, name) for (shape, dtype), name in zip(metas, names)]
-        preprocess.check_same([(s, d) for s, (_, d) in zip(shapes, metas)], list(names))
-        shape, dtype = shapes[0], metas[0][1]
+        shape, dtype = preprocess.check_source_metas(metas, names), metas[0][1]
         budget = self.options.max_memory or (HOST_DEFAULT if self.backend in HOST_BACKENDS else None)
         if budget is not None:
             check_resident(budget, pair_resident(shape, dtype, maps), shape)

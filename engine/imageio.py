@@ -30,7 +30,11 @@ def quiet_opencv() -> None:
     """OpenCV logs only errors (not its WARN lines beside our own message), unless the user
     chose a level with $OPENCV_LOG_LEVEL. For command-line tools: a library leaves it alone."""
     if "OPENCV_LOG_LEVEL" not in os.environ:
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+        api = getattr(cv2.utils, "logging", None)
+        if api is not None:
+            api.setLogLevel(api.LOG_LEVEL_ERROR)
+        else:  # OpenCV 4.11 (the last for numpy < 2): the module-level call, 2 = LOG_LEVEL_ERROR
+            cv2.setLogLevel(2)
 
 
 def _drop_unused_png_chunks(data: bytes) -> bytes:

@@ -34,6 +34,14 @@ def check_image(img, what: str = "image") -> np.ndarray:
     return np.ascontiguousarray(img.reshape(check_meta(img.shape, img.dtype, what)))
 
 
+def check_source_metas(metas, names) -> tuple:
+    """Sources given as (shape, dtype), before any pixel is decoded: each one checked
+    (check_meta) and all alike (check_same); returns the first one's checked shape."""
+    shapes = [check_meta(shape, dtype, name) for (shape, dtype), name in zip(metas, names)]
+    check_same([(s, d) for s, (_, d) in zip(shapes, metas)], list(names))
+    return shapes[0]
+
+
 def check_same(metas, names) -> None:
     """Registered sources: same size, same pixel type, all gray or all RGB. ``metas``: (shape, dtype)."""
     (ref_shape, ref_dtype), ref_name = metas[0], names[0]

@@ -8,6 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# tests/serve runs in its own venv with the [serve] extra (numpy < 2): .ci/serve-tests sets GACN_SERVE_TESTS=1
+collect_ignore = [] if os.environ.get("GACN_SERVE_TESTS") else ["serve"]
+
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("GACN_TEST_DATA", REPO.parent / "shared" / "gacn")).resolve()
 

@@ -33,6 +33,6 @@ def test_the_cpu_only_torch_route_is_given():
 
 def test_console_scripts_shown_are_the_installed_ones():
     scripts = set(PYPROJECT["project"]["scripts"])
-    assert scripts == {"gacn-fuse", "gacn-export", "gacn-build-engine", "gacn-quality"}
+    assert scripts == {"gacn-fuse", "gacn-export", "gacn-build-engine", "gacn-quality", "gacn-serve"}
     shown = set(re.findall(r"^(gacn-[a-z-]+) ", README, re.M))
     assert shown and shown <= scripts, shown

@@ -64,11 +64,15 @@ def build_parser() -> argparse.ArgumentParser:
     """gacn-export's options (a tool that adds its own extends this parser)."""
     p = argparse.ArgumentParser(prog="gacn-export", description=__doc__.split("\n")[0])
     p.add_argument("--weights", required=True, type=Path, help="GACN checkpoint (GACN.pkl)")
-    p.add_argument("-o", "--output", required=True, type=Path)
+    p.add_argument("-o", "--output", type=Path, help="the ONNX file (required unless --triton-repo)")
     p.add_argument("--plugins", action="store_true", help="TensorRT graph: GacnFeatureConv/GacnActivity/"
                    "GacnSpatialGate/GacnBoundaryRefine nodes (the four plugins of libgacn_plugins.so)")
     p.add_argument("--fp16", action="store_true", help="with --plugins: FP16 convolutions, plugins computing in FP32 inside")
     p.add_argument("--tile", action="store_true", help="the graphs of exact tiled execution: OUT and OUT.sums0-3")
+    p.add_argument("--triton-repo", type=Path, metavar="DIR", help="instead: write a Triton model repository "
+                   "(README 'Serving'), with the --triton-* model options")
+    from engine.serve.repository import add_arguments
+    add_arguments(p, prefix="triton-")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return p
 
@@ -77,6 +81,11 @@ def main(argv=None) -> int:
     p = build_parser()
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.triton_repo:
+        from engine.serve.repository import export_repository
+        return export_repository(args, p)
+    if args.output is None:
+        p.error("give -o OUTPUT (or --triton-repo DIR)")
     if args.fp16 and not args.plugins:
         p.error("--fp16 applies to the TensorRT plugin graph (--plugins); the portable graph is float32")
     return run_tool("export_onnx", lambda: export(args.weights, args.output, plugins=args.plugins, fp16=args.fp16,
