@@ -102,6 +102,10 @@ class PairPipeline(Protocol):
 
     def fuse(self, a, b, maps: bool = False): ...
 
+    def plan_pair(self, shape, dtype, decision: bool, frames_held: int = 3):
+        """The plan of a pair of ``shape`` and ``dtype`` before its pixels are decoded (refuses
+        one the memory budget cannot hold)."""
+
     def workspaces(self, purpose: str, n: int) -> list:
         """``n`` workspaces kept for one purpose (a stream's slots)."""
 

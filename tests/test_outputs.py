@@ -37,7 +37,7 @@ def run(weights, capsys):
 @pytest.fixture()
 def no_compute(monkeypatch):
     """Any attempt to load a model fails the test: what is refused must be refused before."""
-    def refuse(args):
+    def refuse(args, **kw):
         raise AssertionError("the model was loaded before the refusal")
     monkeypatch.setattr(cli, "_make_fuser", refuse)
 
@@ -88,7 +88,7 @@ def test_16_bit_to_jpeg_is_scaled_with_a_warning_before_the_compute(run, small16
             order.append(record.getMessage())
 
     real = cli._make_fuser
-    monkeypatch.setattr(cli, "_make_fuser", lambda args: (order.append("compute"), real(args))[1])
+    monkeypatch.setattr(cli, "_make_fuser", lambda args, **kw: (order.append("compute"), real(args, **kw))[1])
     handler = Record(logging.WARNING)
     logging.getLogger().addHandler(handler)
     try:
