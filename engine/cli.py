@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", metavar="PATH", help="GACN checkpoint (default: $GACN_WEIGHTS or a verified download)")
     p.add_argument("--onnx", metavar="MODEL.onnx", help="openvino/onnxruntime: use an exported graph instead of the checkpoint")
     p.add_argument("--engine", metavar="ENGINE.plan", help="tensorrt: a plan from export/build_engine.py")
-    p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32", help="torch-cuda compute precision")
+    p.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32",
+                   help="fp16: torch-cuda's float16 decision path; bf16: openvino's bfloat16 decision path (CPUs with BF16)")
     p.add_argument("--threads", type=int, help="openvino/onnxruntime: threads (default: all usable cores)")
     p.add_argument("--slots", type=int, default=3, help="--stream: frames in flight (default 3)")
     p.add_argument("--max-memory", metavar="SIZE", help="working memory of a job, e.g. 2G or 800M (default: 2G on the CPU, "

@@ -54,7 +54,8 @@ TARGETS = tuple(TARGET_REWRITES)
 CSE_BLOCKS = 4          # feature blocks with a channel SE (spec section 3)
 CSE_CHANNELS = 16
 SPEC_SECTIONS = "2,3,4,5,6"
-PLUGIN_DOMAIN = "ai.onnx.contrib"   # where ONNX Runtime finds custom ops; TensorRT matches op_type
+PLUGIN_DOMAIN = "ai.onnx.contrib"
+DECISION_SCOPE = "decision/"         # node-name prefix of the decision path (spec section 5)   # where ONNX Runtime finds custom ops; TensorRT matches op_type
 
 
 class _Builder:
@@ -64,6 +65,7 @@ class _Builder:
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
         self._n = 0
+        self.scope = ""  # prefix of the node names being emitted (DECISION_SCOPE: see GacnGraph.decision_logits)
 
     def name(self, hint: str) -> str:
         self._n += 1
@@ -76,7 +78,7 @@ class _Builder:
 
     def op(self, op_type: str, inputs: list[str], hint: str | None = None, n_out: int = 1, domain: str = "", **attrs):
         outs = [self.name(hint or op_type.lower()) for _ in range(n_out)]
-        self.nodes.append(helper.make_node(op_type, inputs, outs, name=self.name(op_type), domain=domain, **attrs))
+        self.nodes.append(helper.make_node(op_type, inputs, outs, name=self.scope + self.name(op_type), domain=domain, **attrs))
         return outs[0] if n_out == 1 else outs
 
 
@@ -294,11 +296,15 @@ class GacnGraph:
     def cse_scale(self, u, i):
         """s_i [1,16,1,1] of block i's output u (the channel SE without its multiply)."""
         b, f32 = self.b, np.float32
-        m = b.op("ReduceMean", [b.op("ReduceMean", [u], axes=[3])], axes=[2])
+        # Written as OpenVINO runs it (one reduction over H, W; the sigmoid's negation in fc2's
+        # weights, which is exact), so that no node here is replaced by a fused one that loses
+        # its precision mark (engine/backends/openvino_bf16.py)
+        m = b.op("ReduceMean", [u], axes=[2, 3])
         fc1 = self.shared(f"se_{i}.fc1", self.p[f"se_{i}.fc.0.weight"][:, :, None, None])
-        fc2 = self.shared(f"se_{i}.fc2", self.p[f"se_{i}.fc.2.weight"][:, :, None, None])
+        neg_fc2 = self.shared(f"se_{i}.-fc2", -self.p[f"se_{i}.fc.2.weight"][:, :, None, None])
         h = b.op("Relu", [b.op("Conv", [m, fc1], "fc1", kernel_shape=[1, 1])])
-        return self.sigmoid_exact(b.op("Conv", [h, fc2], "fc2", kernel_shape=[1, 1]))
+        neg_logits = b.op("Conv", [h, neg_fc2], "fc2", kernel_shape=[1, 1])
+        return b.op("Reciprocal", [b.op("Add", [b.op("Exp", [neg_logits]), b.const(1.0)])])
 
     def frame_grads(self, us):
         """G = (u(j-1) - u)^2 + (u(i-1) - u)^2 of each unscaled part (spec section 4)."""
@@ -390,9 +396,15 @@ class GacnGraph:
         return self.declare(y, self.wtype, ["pairs", c, "height", "width"])
 
     def decision_logits(self, bm):
-        x = self.spatial_gate_plugin(bm, 4) if self.plugins else self.spatial_se(bm, 4)
-        for blk, i in zip(list(CONV_BLOCKS)[4:], (5, 6, 7, 8)):
-            x = self.gated(x, blk, i)
+        """Spec section 5: the gated convolutions from Bm to the logits; their node names start
+        with DECISION_SCOPE (OpenVINO's bfloat16 decision path finds them by it)."""
+        self.b.scope = DECISION_SCOPE
+        try:
+            x = self.spatial_gate_plugin(bm, 4) if self.plugins else self.spatial_se(bm, 4)
+            for blk, i in zip(list(CONV_BLOCKS)[4:], (5, 6, 7, 8)):
+                x = self.gated(x, blk, i)
+        finally:
+            self.b.scope = ""
         return x
 
     def boundary_refine(self, d4, ya, yb):
@@ -418,13 +430,14 @@ class GacnGraph:
         inv_n = b.op("Reciprocal", [count])
         stacked = b.op("Concat", [guide, d, b.op("Mul", [guide, d]), b.op("Mul", [guide, guide])], axis=1)
         means = b.op("Mul", [self.box_sum(stacked, 4, GF_RADIUS), inv_n])
-        mi, mp, mip, mii = (self.slice(means, c, c + 1, 1) for c in range(4))
+        mi, mp, mip, mii = b.op("Split", [means, b.const([1] * 4, "split", np.int64)], "means", n_out=4, axis=1)
         cov = b.op("Sub", [mip, b.op("Mul", [mi, mp])])
         var = b.op("Sub", [mii, b.op("Mul", [mi, mi])])
         a = b.op("Div", [cov, b.op("Add", [var, b.const(GF_EPS)])])
         bb = b.op("Sub", [mp, b.op("Mul", [a, mi])])
         mab = b.op("Mul", [self.box_sum(b.op("Concat", [a, bb], axis=1), 2, GF_RADIUS), inv_n])
-        q = b.op("Add", [b.op("Mul", [self.slice(mab, 0, 1, 1), guide]), self.slice(mab, 1, 2, 1)])
+        ma, mb = b.op("Split", [mab, b.const([1, 1], "split", np.int64)], "mab", n_out=2, axis=1)
+        q = b.op("Add", [b.op("Mul", [ma, guide]), mb])
         m = b.op("Add", [b.op("Mul", [q, bd]), b.op("Mul", [d, b.op("Sub", [one, bd])])], "m")
         return d, m
 

@@ -146,9 +146,12 @@ def create_runner(backend: str, *, params=None, onnx_path=None, engine_path=None
     if backend == "onnxruntime":
         from engine.backends.onnxruntime import OnnxRuntimeRunner
         return OnnxRuntimeRunner(params=params, onnx_path=onnx_path, **options)
+    if precision == "bf16" and backend != "openvino":
+        raise BackendError(f"--precision bf16 runs on the openvino backend only (a bfloat16 decision path on the CPU), "
+                           f"not on {backend}")
     if backend == "openvino":
         from engine.backends.openvino import OpenVinoRunner
-        return OpenVinoRunner(params=params, onnx_path=onnx_path, **options)
+        return OpenVinoRunner(params=params, onnx_path=onnx_path, precision=precision, **options)
     if backend == "torch-cuda":
         from engine.backends.torch_cuda import TorchCudaRunner
         return TorchCudaRunner(params=params, precision=precision, **options)
