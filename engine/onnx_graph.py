@@ -42,13 +42,13 @@ GRAPH_VERSION = "2"
 VARIANTS = ("whole", "tile", "sums")
 # The same computation written for each runtime's kernels (GacnGraph documents each rewrite;
 # each was kept because it measured faster on that runtime, benchmarks/RESULTS.md); same I/O.
-REWRITES = ("diff_first", "gate_rows")
+REWRITES = ("diff_first", "gate_rows", "scaled_taps")
 TARGET_REWRITES = {
     "portable": frozenset(),                      # exported files, TensorRT: the graph as first written
     # ONNX Runtime runs the portable graph, so that an exported file and the built graph give
     # bit-identical maps (diff_first measured 5 % faster there)
     "onnxruntime": frozenset(),
-    "openvino": frozenset({"diff_first", "gate_rows"}),
+    "openvino": frozenset({"diff_first", "gate_rows", "scaled_taps"}),
 }
 TARGETS = tuple(TARGET_REWRITES)
 CSE_BLOCKS = 4          # feature blocks with a channel SE (spec section 3)
@@ -94,6 +94,9 @@ class GacnGraph:
     - ``diff_first``: the activity's A - B difference before the horizontal box pass (half
       the box work; the box sum is linear).
     - ``gate_rows``: the 7x7 C->1 gate as 1x7 C->7 then 7x1 7->1 (else 7x1 then 1x7).
+    - ``scaled_taps`` (per-frame graphs): each part's CSE scale s in the activity's difference
+      taps, (s u(j-1) - s u)^2 = s^2 G, so that the pair's difference is one Sub and no pass
+      multiplies the planes by s^2.
     With the frame count fixed (``build_model(frames=K)``, OpenVINO's graphs), each frame's
     features run alone (frame_parts): no batch slicing, per-part convolutions instead of copied
     concatenations, and the CSE scales folded into weights.
@@ -306,12 +309,16 @@ class GacnGraph:
         neg_logits = b.op("Conv", [h, neg_fc2], "fc2", kernel_shape=[1, 1])
         return b.op("Reciprocal", [b.op("Add", [b.op("Exp", [neg_logits]), b.const(1.0)])])
 
-    def frame_grads(self, us):
-        """G = (u(j-1) - u)^2 + (u(i-1) - u)^2 of each unscaled part (spec section 4)."""
+    def frame_grads(self, us, ss=None):
+        """G = (u(j-1) - u)^2 + (u(i-1) - u)^2 of each unscaled part (spec section 4); with the
+        parts' scales ``ss`` (``scaled_taps``), s^2 G, the scale in the difference taps."""
         taps = np.tile(np.array([1, -1], np.float32), (CSE_CHANNELS, 1, 1, 1))  # [16, 1, 1, 2]
         wx, wy, two = self.shared("dx", taps), self.shared("dy", taps.transpose(0, 1, 3, 2)), self.shared("two", 2.0)
         out = []
-        for u in us:
+        for i, u in enumerate(us):
+            if ss is not None:
+                s = self.b.op("Reshape", [ss[i], self.b.const([CSE_CHANNELS, 1, 1, 1], "shape", np.int64)])
+                wx, wy = self.b.op("Mul", [self.shared("dx", taps), s]), self.b.op("Mul", [self.shared("dy", taps.transpose(0, 1, 3, 2)), s])
             dx = self.b.op("Conv", [u, wx], "dx", kernel_shape=[1, 2], pads=[0, 1, 0, 0], group=CSE_CHANNELS)
             dy = self.b.op("Conv", [u, wy], "dy", kernel_shape=[2, 1], pads=[1, 0, 0, 0], group=CSE_CHANNELS)
             # Pow(x, 2) rather than x * x: OpenVINO fuses it into the depthwise convolution
@@ -324,7 +331,10 @@ class GacnGraph:
         b, k = self.b, 2 * ACTIVITY_RADIUS + 1
         out = []
         for i, (g0, s0, g1, s1) in enumerate(zip(ga, sa, gb, sb)):
-            diff = b.op("Sub", [b.op("Mul", [g0, b.op("Mul", [s0, s0])]), b.op("Mul", [g1, b.op("Mul", [s1, s1])])])
+            if "scaled_taps" in self.rw:
+                diff = b.op("Sub", [g0, g1])
+            else:
+                diff = b.op("Sub", [b.op("Mul", [g0, b.op("Mul", [s0, s0])]), b.op("Mul", [g1, b.op("Mul", [s1, s1])])])
             rows = b.op("Conv", [diff, self.shared("boxh", np.ones((CSE_CHANNELS, 1, 1, k), np.float32))], "boxh",
                         kernel_shape=[1, k], pads=[0, ACTIVITY_RADIUS, 0, ACTIVITY_RADIUS], group=CSE_CHANNELS)
             sums = b.op("Conv", [rows, self.shared("boxv", np.full((CSE_CHANNELS, 1, k, 1), SHARPNESS, np.float32))], "boxv",
@@ -489,7 +499,7 @@ def build_model(params: dict[str, np.ndarray], *, plugins: bool = False, fp16: b
         outputs = [helper.make_tensor_value_info("sums", f32, [frames, CSE_CHANNELS, "height"])]
     elif frames is not None:
         feats = [g.frame_parts(y, k, cse) for k, y in enumerate(ys)]
-        grads = [g.frame_grads(us) for us, _ in feats]
+        grads = [g.frame_grads(us, ss if "scaled_taps" in g.rw else None) for us, ss in feats]
         bms = [g.pair_activity(grads[0], feats[0][1], grads[k], feats[k][1]) for k in range(1, frames)]
         d4 = g.decision_logits(bms[0] if frames == 2 else b.op("Concat", bms, "bm", axis=0))
         yb = ys[1] if frames == 2 else b.op("Concat", ys[1:], "yb", axis=0)

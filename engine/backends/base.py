@@ -143,12 +143,12 @@ def resolve_backend(name: str, engine_path=None) -> str:
 def create_runner(backend: str, *, params=None, onnx_path=None, engine_path=None, precision="fp32",
                   **options) -> HostRunner | DeviceRunner:
     """The runner for a resolved backend name (imports its library lazily)."""
-    if backend == "onnxruntime":
-        from engine.backends.onnxruntime import OnnxRuntimeRunner
-        return OnnxRuntimeRunner(params=params, onnx_path=onnx_path, **options)
     if precision == "bf16" and backend != "openvino":
         raise BackendError(f"--precision bf16 runs on the openvino backend only (a bfloat16 decision path on the CPU), "
                            f"not on {backend}")
+    if backend == "onnxruntime":
+        from engine.backends.onnxruntime import OnnxRuntimeRunner
+        return OnnxRuntimeRunner(params=params, onnx_path=onnx_path, **options)
     if backend == "openvino":
         from engine.backends.openvino import OpenVinoRunner
         return OpenVinoRunner(params=params, onnx_path=onnx_path, precision=precision, **options)

@@ -155,7 +155,7 @@ class OpenVinoRunner:
         else built, compiled and stored."""
         path = self._cache_path(variant, frames, shapes)
         bf16 = self.precision == "bf16" and sums_block(variant) is None
-        config = self.config if bf16 else {**self.config, **F32}
+        config = {**self.config, **F32} if self.precision == "bf16" and not bf16 else self.config  # sums: float32
         blob = self._cache.load(path)
         if blob is not None:
             try:
