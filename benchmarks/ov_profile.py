@@ -1,9 +1,13 @@
 """Where OpenVINO's time goes: per-node performance counters (PERF_COUNT) of the static model of
-one pair, summed by the graph step each node belongs to; each precision (and variant) in one
-process, in interleaved rounds, so that ratios between steps and precisions hold on a shared
-machine better than wall times.
+one 520x520 pair (K = 2, the runner's graph and settings), summed by the step of the network
+each node belongs to, for several cases compiled in one process and run in interleaved rounds,
+so that ratios between steps and cases hold on a shared machine better than wall times. Also
+the median process CPU time of a run (with ``--threads 1``, a load-robust cost measure).
 
-    python benchmarks/ov_profile.py --size 520x520 --precisions fp32,bf16 --runs 5
+    python benchmarks/ov_profile.py                              # fp32 before/after issue 17, bf16
+    python benchmarks/ov_profile.py --threads 1 --runs 8 --cases fp32,bf16
+Cases: ``fp32-issue11`` (the float32 graph with issue 11's rewrites only), ``fp32`` (today's),
+``bf16`` (today's graph, bfloat16 decision path).
 """
 from __future__ import annotations
 
@@ -11,7 +15,9 @@ import argparse
 import collections
 import os
 import re
+import statistics
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,80 +26,104 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 DATA = Path(os.environ.get("GACN_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "gacn"))
+ISSUE11_REWRITES = frozenset({"diff_first", "gate_rows"})
 
-def step_of(hint: str, node: str) -> str:
+# ONNX output-name hint (engine/onnx_graph.py) -> step of the network
+STEPS = {
+    "feature convolutions (blocks 1-4, 3x3)": {"feature_extraction_conv0", "feature_extraction_conv1",
+                                               "feature_extraction_conv2", "feature_extraction_conv3",
+                                               "feature_extraction_conv1_out", "wscaled"},
+    "CSE scales (means, fc, sigmoid)": {"reducemean", "fc1", "fc2", "relu", "reciprocal", "exp"},
+    "activity (differences, squares, box sums, sigmoid, concat)": {"dx", "dy", "g", "sub", "mul", "boxh", "boxv",
+                                                                   "bm", "concat"},
+    "boundary refinement (blur, guided filter)": {"conv", "bl", "means", "mab", "d", "guide", "bd", "m", "add",
+                                                  "cast", "greater", "less", "abs", "div", "reshape"},
+}
+
+
+def step_of(node: str, node_type: str, hint: str | None) -> str:
     if node.startswith("decision/"):
-        return "decision path (ConvBlocks 5-8 and their gates)"
-    return {"reorder": "layout/precision reorders"}.get(hint, hint)
+        gate = hint is not None and (hint.startswith("sse") or hint in ("conv", "sigmoid", "mul"))
+        return "decision path: gates (7-tap passes, sigmoid, multiply)" if gate else "decision path: ConvBlocks 5-8"
+    if node_type == "Reorder":
+        return "layout/precision reorders"
+    for step, hints in STEPS.items():
+        if hint in hints:
+            return step
+    return f"other ({hint or node_type})"
 
 
-def onnx_hints(params) -> dict[str, str]:
-    """ONNX node name -> the hint of its first output (e.g. Conv_12 -> boxh)."""
-    from engine.onnx_graph import build_model
-    model = build_model(params, variant="whole", target="openvino", frames=2)
-    return {n.name: re.sub(r"_\d+$", "", n.output[0]) for n in model.graph.node}
-
-
-def profile(runner, luma, runs: int) -> collections.Counter:
-    runner.infer(luma)
-    (compiled, req), = runner._static.values()
-    total = collections.Counter()
-    for _ in range(runs):
-        req.infer({"luma": luma}, share_inputs=True)
-        for p in req.get_profiling_info():
-            if p.status == p.Status.EXECUTED:
-                total[(p.node_name, p.node_type, p.exec_type)] += p.real_time.total_seconds() * 1000 / runs
-    return total
+def compile_case(core, params, case: str, shape, threads: int):
+    from engine.backends.openvino import F32
+    from engine.onnx_graph import build_model, TARGET_REWRITES
+    rewrites = ISSUE11_REWRITES if case == "fp32-issue11" else TARGET_REWRITES["openvino"]
+    onnx_model = build_model(params, variant="whole", target="openvino", frames=2, rewrites=rewrites)
+    hints = {n.name: re.sub(r"_\d+$", "", n.output[0]) for n in onnx_model.graph.node}
+    model = core.read_model(onnx_model.SerializeToString(), b"")
+    config = {**F32, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1", "INFERENCE_NUM_THREADS": str(threads),
+              "PERF_COUNT": "YES"}
+    if case == "bf16":
+        from engine.backends.openvino_bf16 import check_precisions, mark_float32
+        model = mark_float32(core, model)
+        config.update({"INFERENCE_PRECISION_HINT": "bf16", "EXECUTION_MODE_HINT": "PERFORMANCE"})
+    model.reshape({"luma": list(shape)})
+    compiled = core.compile_model(model, "CPU", config)
+    if case == "bf16":
+        check_precisions(compiled)
+    return compiled.create_infer_request(), hints
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--size", default="520x520")
-    p.add_argument("--precisions", default="fp32,bf16")
+    p.add_argument("--cases", default="fp32-issue11,fp32,bf16")
     p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     p.add_argument("--weights", default=str(DATA / "GACN.pkl"))
-    p.add_argument("--top", type=int, default=0, help="also list the N slowest nodes of each precision")
+    p.add_argument("--top", type=int, default=0, help="also list the N slowest nodes of each case")
     args = p.parse_args(argv)
+    import cv2
+    import openvino as ov
     from engine import preprocess
-    from engine.backends.model_cache import ModelCache
-    from engine.backends.openvino import OpenVinoRunner
     from engine.checkpoint import load_gacn
     from engine.imageio import read_image
-    import cv2
     h, w = (int(v) for v in args.size.split("x"))
     a, b = (cv2.resize(read_image(DATA / "pairs" / f"color_lytro_01_{i}.png"), (w, h)) for i in (1, 2))
     luma = np.ascontiguousarray(np.stack([preprocess.luma(a), preprocess.luma(b)])[:, None])
-    params = load_gacn(args.weights)
-    hints = onnx_hints(params)
-    import tempfile
-    with tempfile.TemporaryDirectory() as tmp:
-        runners = {}
-        for prec in args.precisions.split(","):
-            r = OpenVinoRunner(params=params, cache=ModelCache(Path(tmp)), static="always", precision=prec)
-            r.config["PERF_COUNT"] = "YES"
-            runners[prec] = r
-        totals = {prec: collections.Counter() for prec in runners}
-        for _ in range(args.runs):   # interleaved rounds
-            for prec, r in runners.items():
-                totals[prec].update(profile(r, luma, 1))
+    params, core = load_gacn(args.weights), ov.Core()
+    cases = {c: compile_case(core, params, c, luma.shape, args.threads) for c in args.cases.split(",")}
+    nodes = {c: collections.Counter() for c in cases}
+    cpu = {c: [] for c in cases}
+    for r in range(args.runs + 1):           # interleaved rounds; round 0 warms up
+        for c, (req, _) in cases.items():
+            t = time.process_time()
+            req.infer({"luma": luma}, share_inputs=True)
+            if r == 0:
+                continue
+            cpu[c].append((time.process_time() - t) * 1000)
+            for info in req.get_profiling_info():
+                if info.status == info.Status.EXECUTED:
+                    nodes[c][(info.node_name, info.node_type, info.exec_type)] += info.real_time.total_seconds() * 1000
     steps = {}
-    for prec, tot in totals.items():
+    for c, (_, hints) in cases.items():
         by = collections.Counter()
-        for (name, ntype, exec_type), ms in tot.items():
-            hint = hints.get(name.split("/WithoutBiases")[0], "reorder" if ntype == "Reorder" else ntype.lower())
-            by[step_of(hint, name)] += ms / args.runs
-        steps[prec] = by
+        for (name, node_type, _), ms in nodes[c].items():
+            by[step_of(name, node_type, hints.get(name.split("/WithoutBiases")[0]))] += ms / args.runs
+        steps[c] = by
         if args.top:
-            print(f"\n{prec}: slowest nodes (ms per run)")
-            for (name, ntype, exec_type), ms in tot.most_common(args.top):
-                print(f"  {ms / args.runs:7.2f}  {ntype:12s} {exec_type:28s} {name} ({hints.get(name, '?')})")
+            print(f"\n{c}: slowest nodes (ms per run)")
+            for (name, node_type, exec_type), ms in nodes[c].most_common(args.top):
+                print(f"  {ms / args.runs:7.2f}  {node_type:16s} {exec_type:28s} {name}")
     names = sorted({k for by in steps.values() for k in by}, key=lambda k: -max(by[k] for by in steps.values()))
-    precs = list(steps)
-    print(f"\nOpenVINO per-node counters, {args.size} pair, ms per run (mean of {args.runs}, interleaved)\n")
-    print("| step | " + " | ".join(precs) + " |\n|---|" + "---|" * len(precs))
+    print(f"\nOpenVINO per-node counters, {args.size} pair, {args.threads} thread(s), ms per run "
+          f"(mean of {args.runs} interleaved rounds; load {os.getloadavg()[0]:.1f})\n")
+    print("| step | " + " | ".join(cases) + " |\n|---|" + "---|" * len(cases))
     for k in names:
-        print(f"| {k} | " + " | ".join(f"{steps[pr][k]:.1f}" for pr in precs) + " |")
-    print("| **sum of nodes** | " + " | ".join(f"**{sum(steps[pr].values()):.1f}**" for pr in precs) + " |")
+        print(f"| {k} | " + " | ".join(f"{steps[c][k]:.1f}" for c in cases) + " |")
+    print("| **sum of nodes** | " + " | ".join(f"**{sum(steps[c].values()):.1f}**" for c in cases) + " |")
+    print("| process CPU time per run, median | " + " | ".join(f"{statistics.median(cpu[c]):.1f}" for c in cases) + " |")
+    first = statistics.median(cpu[next(iter(cases))])
+    print("| CPU time vs the first case | " + " | ".join(f"{statistics.median(cpu[c]) / first:.3f}" for c in cases) + " |")
     return 0
 
 
