@@ -34,6 +34,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from engine.checkpoint import CONV_BLOCKS
 from engine.folding import fold_conv_block
+from engine.variants import DECISION_SCOPE
 from engine.spec import (ACTIVITY_RADIUS, GAUSS_RADIUS, GF_EPS, GF_RADIUS, SHARPNESS, THRESH_HIGH, THRESH_LOW,
                          gaussian_taps)
 

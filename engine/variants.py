@@ -6,6 +6,10 @@ VARIANTS = ("whole", "tile", "sums0", "sums1", "sums2", "sums3")
 """``whole`` (luma -> decision, mask; CSE means in the network), ``tile`` (luma, cse -> decision,
 mask) and ``sums<k>`` (luma, cse of blocks < k, colmask -> sums of block k's output)."""
 
+DECISION_SCOPE = "decision/"
+"""Node-name prefix of the decision path (spec section 5) in the graphs engine/onnx_graph.py
+builds: OpenVINO's bfloat16 decision path (engine/backends/openvino_bf16.py) finds it by it."""
+
 
 def sums_block(variant: str) -> int | None:
     """k of a ``sums<k>`` variant, None for the others."""

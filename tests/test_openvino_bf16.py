@@ -26,7 +26,7 @@ def bf16_runner(params, tmp_path):
 
 def test_only_the_decision_path_runs_in_bf16(bf16_runner):
     from engine.backends.openvino_bf16 import runtime_precisions
-    from engine.onnx_graph import DECISION_SCOPE
+    from engine.variants import DECISION_SCOPE
     bf16_runner.infer(SMALL)
     (compiled, _), = bf16_runner._static.values()
     nodes = runtime_precisions(compiled)

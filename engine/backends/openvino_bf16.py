@@ -22,7 +22,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from engine.errors import BackendError
-from engine.onnx_graph import DECISION_SCOPE
+from engine.variants import DECISION_SCOPE
 
 ATTRIBUTE = "DisablePrecisionConversion"   # ov::DisablePrecisionConversion's RTTI name, version 0
 KEEP_ALL = "dynamic:dynamic"               # no conversion from any type to any type
