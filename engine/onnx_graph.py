@@ -259,9 +259,20 @@ class GacnGraph:
         return x
 
     # -- the network with the frame count fixed (``per_frame``) ---------------------------------------
-    def frame_parts(self, y, k: int, cse=None, until=None):
-        """Spec section 3 for frame ``k`` alone (y: its luma [1,1,H,W]): the unscaled parts u_i and
-        their CSE scales s_i [1,16,1,1]. The scales never multiply the features: they scale the
+    def frame_scales(self, cse: str, frames: int, channels: int) -> list[list[str]]:
+        """The ``cse`` input [K,channels,1,1] as each frame's list of 16-channel scales, by Split
+        (which OpenVINO keeps as it is: its Slices become fused VariadicSplits, which lose the
+        bfloat16 runs' precision marks)."""
+        b, parts = self.b, channels // CSE_CHANNELS
+        per_frame = b.op("Split", [cse, b.const([1] * frames, "split", np.int64)], "cse_k", n_out=frames, axis=0)
+        per_frame = [per_frame] if frames == 1 else per_frame
+        return [[f] if parts == 1 else list(b.op("Split", [f, b.const([CSE_CHANNELS] * parts, "split", np.int64)],
+                                                "cse_i", n_out=parts, axis=1)) for f in per_frame]
+
+    def frame_parts(self, y, cse=None, until=None):
+        """Spec section 3 for one frame alone (y: its luma [1,1,H,W]): the unscaled parts u_i and
+        their CSE scales s_i [1,16,1,1], computed, or given (``cse``: the frame's list from
+        frame_scales). The scales never multiply the features: they scale the
         weights of the convolutions that read them and the activity's squared differences
         (conv(s * u, W) = conv(u, W * s); G(s * u) = s^2 G(u)), which saves a pass over every
         feature plane. ``until`` returns block ``until``'s u alone."""
@@ -284,12 +295,8 @@ class GacnGraph:
                 u = b.op("Add", [u, self.shared(f"{blk}.shift", shift.reshape(-1, 1, 1))], f"{blk}_out")
             if i == until:
                 return u
-            if cse is None:
-                sc = self.cse_scale(u, i)
-            else:
-                sc = self.slice(self.slice(cse, k, k + 1, 0), CSE_CHANNELS * i, CSE_CHANNELS * (i + 1), 1)
             us.append(u)
-            ss.append(sc)
+            ss.append(self.cse_scale(u, i) if cse is None else cse[i])
         return us, ss
 
     def shared(self, key: str, value) -> str:
@@ -501,14 +508,15 @@ def build_model(params: dict[str, np.ndarray], *, plugins: bool = False, fp16: b
             inputs[1] = helper.make_tensor_value_info(cse, f32, [frames, cse_channels, 1, 1])
         ys = b.op("Split", ["luma", b.const([1] * frames, "split", np.int64)], "y", n_out=frames, axis=0)
         ys = [ys] if frames == 1 else list(ys)
+        scales = g.frame_scales(cse, frames, cse_channels) if cse else [None] * frames
     if variant == "sums" and frames is not None:
         inputs.append(helper.make_tensor_value_info("colmask", f32, [1, 1, 1, "width"]))
-        rows = [b.op("ReduceSum", [b.op("Mul", [g.frame_parts(y, k, cse, until=block), "colmask"]),
+        rows = [b.op("ReduceSum", [b.op("Mul", [g.frame_parts(y, scales[k], until=block), "colmask"]),
                                    b.const([3], "axes", np.int64)], keepdims=0) for k, y in enumerate(ys)]
         b.nodes.append(helper.make_node("Concat", rows, ["sums"], name="out_sums", axis=0))
         outputs = [helper.make_tensor_value_info("sums", f32, [frames, CSE_CHANNELS, "height"])]
     elif frames is not None:
-        feats = [g.frame_parts(y, k, cse) for k, y in enumerate(ys)]
+        feats = [g.frame_parts(y, scales[k]) for k, y in enumerate(ys)]
         grads = [g.frame_grads(us, ss if "scaled_taps" in g.rw else None) for us, ss in feats]
         bms = [g.pair_activity(grads[0], feats[0][1], grads[k], feats[k][1]) for k in range(1, frames)]
         d4 = g.decision_logits(bms[0] if frames == 2 else b.op("Concat", bms, "bm", axis=0))

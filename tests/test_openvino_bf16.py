@@ -36,6 +36,18 @@ def test_only_the_decision_path_runs_in_bf16(bf16_runner):
     assert len(outside) > 50 and set(outside) == {"f32"}      # features, CSE, activity, refinement
 
 
+def test_tiled_run_within_fp16_tolerances(weights, golden, bf16_runner, tmp_path, monkeypatch):
+    """Tiles (the sums passes in float32, the tile network with its given CSE scales) run the
+    same split: a scale that ran in bfloat16 would be refused by the runtime-graph check."""
+    monkeypatch.setenv("GACN_MODEL_CACHE", str(tmp_path))
+    from engine import Fuser, metrics
+    a, b, g_fused, g_d, g_m = golden("color_lytro_03")
+    with Fuser("openvino", weights=weights, tile=208, precision="bf16") as fuser:
+        res = fuser.fuse(a, b, maps=True)
+    report = metrics.golden_report(res.fused, res.decision, res.mask, g_fused, g_d, g_m)
+    assert metrics.within(report, metrics.FP16), report
+
+
 def test_sums_passes_stay_float32(bf16_runner):
     bf16_runner.block_sums(1, SMALL, np.ones((2, 16, 1, 1), np.float32), np.ones(SMALL.shape[-1], np.float32))
     (compiled, _), = bf16_runner._static.values()
