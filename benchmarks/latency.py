@@ -4,6 +4,7 @@ start-up, the CLI over a directory of pairs, and the users' alternatives on the 
 
     python benchmarks/latency.py                        # CPU: every installed CPU backend at 520x520
     python benchmarks/latency.py --sizes 520x520,1200x1600 --no-cli --no-tools
+    python benchmarks/latency.py --backends openvino,openvino:bf16     # CPU: float32 and the bfloat16 decision path
     python benchmarks/latency.py --backends torch-cuda --precision fp16 --sizes 520x520,1080x1920,2160x3840
     python benchmarks/latency.py --backends tensorrt --engine gacn_fp16.plan --json out.json --plot out.png
 
@@ -47,6 +48,12 @@ DATA = Path(os.environ.get("GACN_TEST_DATA", REPO.parent / "shared" / "gacn"))
 HOST = ("openvino", "onnxruntime")
 BASELINE_MAX_MP = 1.0      # the eager model needs several KB per pixel: larger sizes skip it (5 GB RSS cap)
 TOOL_DIRS = (Path("/work/tools"),)
+
+
+def host_spec(spec: str) -> tuple[str, str]:
+    """A CPU case "backend[:precision]" (e.g. openvino:bf16) -> (backend, precision)."""
+    name, _, precision = spec.partition(":")
+    return name, precision or "fp32"
 
 
 def parse_sizes(text: str) -> list[tuple[int, int]]:
@@ -176,7 +183,7 @@ def host_cases(fusers: dict, size, args, baseline=None, authors=None) -> list[di
     base = times.get("eager PyTorch (baseline)")
     rows = []
     for name, ms in times.items():
-        row = {"backend": name, "precision": "fp32", "size": f"{size[0]}x{size[1]}", "megapixels": mp}
+        row = {"backend": name, "precision": host_spec(name)[1] if name in fusers else "fp32", "size": f"{size[0]}x{size[1]}", "megapixels": mp}
         row.update({f"latency_{k}" if k != "throughput" else k: v for k, v in summarise(ms).items()})
         row["s_per_mp"] = row["latency_median"] / 1000 / mp
         if base is not None:
@@ -192,7 +199,10 @@ def cli(args_list, cache: Path, backend: str | None = None, watch: Path | None =
     the seconds until that output file appeared (it is renamed into place when complete), i.e.
     before the interpreter's teardown."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "GACN_MODEL_CACHE": str(cache)}
-    cmd = [sys.executable, "-m", "engine.cli", *args_list, "-q"] + (["--backend", backend] if backend else [])
+    cmd = [sys.executable, "-m", "engine.cli", *args_list, "-q"]
+    if backend:
+        name, precision = host_spec(backend)
+        cmd += ["--backend", name, "--precision", precision]
     if watch is not None and watch.exists():
         watch.unlink()
     t = time.perf_counter()
@@ -371,8 +381,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=textwrap.fill(" ".join(summary.split()), 88), epilog=details,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backends", default="auto",
-                   help="comma list of openvino, onnxruntime, torch-cuda, tensorrt (auto: the best GPU backend, "
-                        "else every installed CPU backend)")
+                   help="comma list of openvino, onnxruntime, torch-cuda, tensorrt; a CPU backend may name its "
+                        "precision, e.g. openvino:bf16 (auto: the best GPU backend, else every installed CPU backend)")
     p.add_argument("--sizes", type=parse_sizes, help="HxW list (default 520x520 on CPU; 520x520,1080x1920,2160x3840 on GPU)")
     p.add_argument("--precision", choices=("fp32", "fp16"), default="fp16", help="GPU backends (default fp16)")
     p.add_argument("--engine", help="TensorRT plan for --backends tensorrt")
@@ -398,8 +408,8 @@ def main(argv=None) -> int:
         backends = gpu[:1] or [b for b in found if b in HOST]
     else:
         backends = args.backends.split(",")
-    host = [b for b in backends if b in HOST]
-    device = [b for b in backends if b not in HOST]
+    host = [b for b in backends if host_spec(b)[0] in HOST]
+    device = [b for b in backends if host_spec(b)[0] not in HOST]
     sizes = args.sizes or ([(520, 520), (1080, 1920), (2160, 3840)] if device else [(520, 520)])
     report = {"latency": [], "startup": [], "cli": [], "tools": [],
               "machine": {"cpus": len(os.sched_getaffinity(0)), "load_before": os.getloadavg()}}
@@ -418,7 +428,7 @@ def main(argv=None) -> int:
                     if r["size"] == f"{size[0]}x{size[1]}":
                         r["baseline_median"], r["speedup"] = ms, ms / r["latency_median"]
         if host:
-            fusers = {bk: Fuser(bk, weights=args.weights) for bk in host}
+            fusers = {bk: Fuser(host_spec(bk)[0], weights=args.weights, precision=host_spec(bk)[1]) for bk in host}
             baseline = None if args.no_baseline else Baseline(args.weights, "cpu")
             authors = Authors(args.authors) if args.authors else None
             try:

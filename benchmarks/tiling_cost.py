@@ -54,9 +54,10 @@ def main(argv=None) -> int:
     p.add_argument("--sizes", default="600x800,1200x1600,4000x6000", help="HxW, comma separated")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--max-memory")
+    p.add_argument("--precision", default="fp32", help="fp32, or bf16 (OpenVINO's bfloat16 decision path)")
     args = p.parse_args(argv)
     rows = []
-    with Fuser(args.backend, weights=args.weights, max_memory=args.max_memory) as fuser:
+    with Fuser(args.backend, weights=args.weights, max_memory=args.max_memory, precision=args.precision) as fuser:
         backend = fuser.backend
         timer = PhaseTimer(fuser.pipeline.ex)
         plans, plan_of = [], fuser.pipeline.plan     # the plans the fusions made (their resident planes included)

@@ -35,19 +35,20 @@ from onnx import TensorProto, helper, numpy_helper
 from engine.folding import fold_conv_block
 from engine.spec import (ACTIVITY_RADIUS, CSE_COUNT, DECISION_BLOCKS, FEATURE_BLOCKS, GAUSS_RADIUS, GF_EPS, GF_RADIUS,
                          SHARPNESS, SSE_CHANNELS, THRESH_HIGH, THRESH_LOW, cse_keys, gaussian_taps, sse_key)
+from engine.variants import DECISION_SCOPE
 
 OPSET = 17  # ReduceMean takes axes as an attribute up to opset 17
 GRAPH_VERSION = "2"
 VARIANTS = ("whole", "tile", "sums")
 # The same computation written for each runtime's kernels (GacnGraph documents each rewrite;
 # each was kept because it measured faster on that runtime, benchmarks/RESULTS.md); same I/O.
-REWRITES = ("diff_first", "gate_rows")
+REWRITES = ("diff_first", "gate_rows", "scaled_taps", "vertical_first")
 TARGET_REWRITES = {
     "portable": frozenset(),                      # exported files, TensorRT: the graph as first written
     # ONNX Runtime runs the portable graph, so that an exported file and the built graph give
     # bit-identical maps (diff_first measured 5 % faster there)
     "onnxruntime": frozenset(),
-    "openvino": frozenset({"diff_first", "gate_rows"}),
+    "openvino": frozenset({"diff_first", "gate_rows", "scaled_taps", "vertical_first"}),
 }
 TARGETS = tuple(TARGET_REWRITES)
 CSE_BLOCKS = CSE_COUNT  # feature blocks with a channel SE (spec section 3)
@@ -63,6 +64,7 @@ class _Builder:
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
         self._n = 0
+        self.scope = ""  # prefix of the node names being emitted (DECISION_SCOPE: see GacnGraph.decision_logits)
 
     def name(self, hint: str) -> str:
         self._n += 1
@@ -75,7 +77,7 @@ class _Builder:
 
     def op(self, op_type: str, inputs: list[str], hint: str | None = None, n_out: int = 1, domain: str = "", **attrs):
         outs = [self.name(hint or op_type.lower()) for _ in range(n_out)]
-        self.nodes.append(helper.make_node(op_type, inputs, outs, name=self.name(op_type), domain=domain, **attrs))
+        self.nodes.append(helper.make_node(op_type, inputs, outs, name=self.scope + self.name(op_type), domain=domain, **attrs))
         return outs[0] if n_out == 1 else outs
 
 
@@ -93,6 +95,11 @@ class GacnGraph:
     - ``diff_first``: the activity's A - B difference before the horizontal box pass (half
       the box work; the box sum is linear).
     - ``gate_rows``: the 7x7 C->1 gate as 1x7 C->7 then 7x1 7->1 (else 7x1 then 1x7).
+    - ``scaled_taps`` (per-frame graphs): each part's CSE scale s in the activity's difference
+      taps, (s u(j-1) - s u)^2 = s^2 G, so that the pair's difference is one Sub and no pass
+      multiplies the planes by s^2.
+    - ``vertical_first`` (per-frame graphs): the activity's box sum as the vertical pass, then
+      the horizontal one with the 1000x sharpness (OpenVINO: -3 % of a 1-thread run).
     With the frame count fixed (``build_model(frames=K)``, OpenVINO's graphs), each frame's
     features run alone (frame_parts): no batch slicing, per-part convolutions instead of copied
     concatenations, and the CSE scales folded into weights.
@@ -252,9 +259,20 @@ class GacnGraph:
         return x
 
     # -- the network with the frame count fixed (``per_frame``) ---------------------------------------
-    def frame_parts(self, y, k: int, cse=None, until=None):
-        """Spec section 3 for frame ``k`` alone (y: its luma [1,1,H,W]): the unscaled parts u_i and
-        their CSE scales s_i [1,16,1,1]. The scales never multiply the features: they scale the
+    def frame_scales(self, cse: str, frames: int, channels: int) -> list[list[str]]:
+        """The ``cse`` input [K,channels,1,1] as each frame's list of 16-channel scales, by Split
+        (which OpenVINO keeps as it is: its Slices become fused VariadicSplits, which lose the
+        bfloat16 runs' precision marks)."""
+        b, parts = self.b, channels // CSE_CHANNELS
+        per_frame = b.op("Split", [cse, b.const([1] * frames, "split", np.int64)], "cse_k", n_out=frames, axis=0)
+        per_frame = [per_frame] if frames == 1 else per_frame
+        return [[f] if parts == 1 else list(b.op("Split", [f, b.const([CSE_CHANNELS] * parts, "split", np.int64)],
+                                                "cse_i", n_out=parts, axis=1)) for f in per_frame]
+
+    def frame_parts(self, y, cse=None, until=None):
+        """Spec section 3 for one frame alone (y: its luma [1,1,H,W]): the unscaled parts u_i and
+        their CSE scales s_i [1,16,1,1], computed, or given (``cse``: the frame's list from
+        frame_scales). The scales never multiply the features: they scale the
         weights of the convolutions that read them and the activity's squared differences
         (conv(s * u, W) = conv(u, W * s); G(s * u) = s^2 G(u)), which saves a pass over every
         feature plane. ``until`` returns block ``until``'s u alone."""
@@ -277,12 +295,8 @@ class GacnGraph:
                 u = b.op("Add", [u, self.shared(f"{blk}.shift", shift.reshape(-1, 1, 1))], f"{blk}_out")
             if i == until:
                 return u
-            if cse is None:
-                sc = self.cse_scale(u, i)
-            else:
-                sc = self.slice(self.slice(cse, k, k + 1, 0), CSE_CHANNELS * i, CSE_CHANNELS * (i + 1), 1)
             us.append(u)
-            ss.append(sc)
+            ss.append(self.cse_scale(u, i) if cse is None else cse[i])
         return us, ss
 
     def shared(self, key: str, value) -> str:
@@ -294,18 +308,28 @@ class GacnGraph:
 
     def cse_scale(self, u, i):
         """s_i [1,16,1,1] of block i's output u (the channel SE without its multiply)."""
-        b, f32 = self.b, np.float32
-        m = b.op("ReduceMean", [b.op("ReduceMean", [u], axes=[3])], axes=[2])
-        fc1, fc2 = (self.shared(f"se_{i}.fc{n}", self.p[k][:, :, None, None]) for n, k in enumerate(cse_keys(i), 1))
+        b = self.b
+        # Written as OpenVINO runs it (one reduction over H, W; the sigmoid's negation in fc2's
+        # weights, which is exact), so that no node here is replaced by a fused one that loses
+        # its precision mark (engine/backends/openvino_bf16.py)
+        m = b.op("ReduceMean", [u], axes=[2, 3])
+        k1, k2 = cse_keys(i)
+        fc1 = self.shared(f"se_{i}.fc1", self.p[k1][:, :, None, None])
+        neg_fc2 = self.shared(f"se_{i}.-fc2", -self.p[k2][:, :, None, None])
         h = b.op("Relu", [b.op("Conv", [m, fc1], "fc1", kernel_shape=[1, 1])])
-        return self.sigmoid_exact(b.op("Conv", [h, fc2], "fc2", kernel_shape=[1, 1]))
+        neg_logits = b.op("Conv", [h, neg_fc2], "fc2", kernel_shape=[1, 1])
+        return b.op("Reciprocal", [b.op("Add", [b.op("Exp", [neg_logits]), b.const(1.0)])])
 
-    def frame_grads(self, us):
-        """G = (u(j-1) - u)^2 + (u(i-1) - u)^2 of each unscaled part (spec section 4)."""
+    def frame_grads(self, us, ss=None):
+        """G = (u(j-1) - u)^2 + (u(i-1) - u)^2 of each unscaled part (spec section 4); with the
+        parts' scales ``ss`` (``scaled_taps``), s^2 G, the scale in the difference taps."""
         taps = np.tile(np.array([1, -1], np.float32), (CSE_CHANNELS, 1, 1, 1))  # [16, 1, 1, 2]
         wx, wy, two = self.shared("dx", taps), self.shared("dy", taps.transpose(0, 1, 3, 2)), self.shared("two", 2.0)
         out = []
-        for u in us:
+        for i, u in enumerate(us):
+            if ss is not None:
+                s = self.b.op("Reshape", [ss[i], self.b.const([CSE_CHANNELS, 1, 1, 1], "shape", np.int64)])
+                wx, wy = self.b.op("Mul", [self.shared("dx", taps), s]), self.b.op("Mul", [self.shared("dy", taps.transpose(0, 1, 3, 2)), s])
             dx = self.b.op("Conv", [u, wx], "dx", kernel_shape=[1, 2], pads=[0, 1, 0, 0], group=CSE_CHANNELS)
             dy = self.b.op("Conv", [u, wy], "dy", kernel_shape=[2, 1], pads=[1, 0, 0, 0], group=CSE_CHANNELS)
             # Pow(x, 2) rather than x * x: OpenVINO fuses it into the depthwise convolution
@@ -314,17 +338,27 @@ class GacnGraph:
 
     def pair_activity(self, ga, sa, gb, sb):
         """Bm [1,64,H,W] of one pair from the parts' G and scales: the box sum of
-        s_A^2 G_A - s_B^2 G_B, horizontal then vertical with the 1000x sharpness, then a sigmoid."""
-        b, k = self.b, 2 * ACTIVITY_RADIUS + 1
+        s_A^2 G_A - s_B^2 G_B, horizontal then vertical with the 1000x sharpness (or the other
+        way round: vertical_first), then a sigmoid."""
+        b = self.b
         out = []
-        for i, (g0, s0, g1, s1) in enumerate(zip(ga, sa, gb, sb)):
-            diff = b.op("Sub", [b.op("Mul", [g0, b.op("Mul", [s0, s0])]), b.op("Mul", [g1, b.op("Mul", [s1, s1])])])
-            rows = b.op("Conv", [diff, self.shared("boxh", np.ones((CSE_CHANNELS, 1, 1, k), np.float32))], "boxh",
-                        kernel_shape=[1, k], pads=[0, ACTIVITY_RADIUS, 0, ACTIVITY_RADIUS], group=CSE_CHANNELS)
-            sums = b.op("Conv", [rows, self.shared("boxv", np.full((CSE_CHANNELS, 1, k, 1), SHARPNESS, np.float32))], "boxv",
-                        kernel_shape=[k, 1], pads=[ACTIVITY_RADIUS, 0, ACTIVITY_RADIUS, 0], group=CSE_CHANNELS)
+        for g0, s0, g1, s1 in zip(ga, sa, gb, sb):
+            if "scaled_taps" in self.rw:
+                diff = b.op("Sub", [g0, g1])
+            else:
+                diff = b.op("Sub", [b.op("Mul", [g0, b.op("Mul", [s0, s0])]), b.op("Mul", [g1, b.op("Mul", [s1, s1])])])
+            first, second = ("boxv", "boxh") if "vertical_first" in self.rw else ("boxh", "boxv")
+            rows = self.box_pass(diff, first, 1.0)
+            sums = self.box_pass(rows, second, SHARPNESS)
             out.append(b.op("Sigmoid", [sums], "bm"))
         return self.concat(out, "bm")
+
+    def box_pass(self, x, hint: str, tap: float):
+        """One 16-channel pass of the activity's 11-tap window sum (boxh: along x, boxv: along y)."""
+        k, r = 2 * ACTIVITY_RADIUS + 1, ACTIVITY_RADIUS
+        shape, pads = ((1, k), [0, r, 0, r]) if hint == "boxh" else ((k, 1), [r, 0, r, 0])
+        w = self.shared(f"{hint}{tap}", np.full((CSE_CHANNELS, 1, *shape), tap, np.float32))
+        return self.b.op("Conv", [x, w], hint, kernel_shape=list(shape), pads=pads, group=CSE_CHANNELS)
 
     def concat(self, parts, hint="concat"):
         return self.b.op("Concat", list(parts), hint, axis=1)
@@ -390,9 +424,15 @@ class GacnGraph:
         return self.declare(y, self.wtype, ["pairs", c, "height", "width"])
 
     def decision_logits(self, bm):
-        x = self.spatial_gate_plugin(bm, 4) if self.plugins else self.spatial_se(bm, 4)
-        for blk, i in zip(DECISION_BLOCKS, list(SSE_CHANNELS)[1:]):
-            x = self.gated(x, blk, i)
+        """Spec section 5: the gated convolutions from Bm to the logits; their node names start
+        with DECISION_SCOPE (OpenVINO's bfloat16 decision path finds them by it)."""
+        self.b.scope = DECISION_SCOPE
+        try:
+            x = self.spatial_gate_plugin(bm, 4) if self.plugins else self.spatial_se(bm, 4)
+            for blk, i in zip(DECISION_BLOCKS, list(SSE_CHANNELS)[1:]):
+                x = self.gated(x, blk, i)
+        finally:
+            self.b.scope = ""
         return x
 
     def boundary_refine(self, d4, ya, yb):
@@ -418,13 +458,14 @@ class GacnGraph:
         inv_n = b.op("Reciprocal", [count])
         stacked = b.op("Concat", [guide, d, b.op("Mul", [guide, d]), b.op("Mul", [guide, guide])], axis=1)
         means = b.op("Mul", [self.box_sum(stacked, 4, GF_RADIUS), inv_n])
-        mi, mp, mip, mii = (self.slice(means, c, c + 1, 1) for c in range(4))
+        mi, mp, mip, mii = b.op("Split", [means, b.const([1] * 4, "split", np.int64)], "means", n_out=4, axis=1)
         cov = b.op("Sub", [mip, b.op("Mul", [mi, mp])])
         var = b.op("Sub", [mii, b.op("Mul", [mi, mi])])
         a = b.op("Div", [cov, b.op("Add", [var, b.const(GF_EPS)])])
         bb = b.op("Sub", [mp, b.op("Mul", [a, mi])])
         mab = b.op("Mul", [self.box_sum(b.op("Concat", [a, bb], axis=1), 2, GF_RADIUS), inv_n])
-        q = b.op("Add", [b.op("Mul", [self.slice(mab, 0, 1, 1), guide]), self.slice(mab, 1, 2, 1)])
+        ma, mb = b.op("Split", [mab, b.const([1, 1], "split", np.int64)], "mab", n_out=2, axis=1)
+        q = b.op("Add", [b.op("Mul", [ma, guide]), mb])
         m = b.op("Add", [b.op("Mul", [q, bd]), b.op("Mul", [d, b.op("Sub", [one, bd])])], "m")
         return d, m
 
@@ -468,15 +509,16 @@ def build_model(params: dict[str, np.ndarray], *, plugins: bool = False, fp16: b
             inputs[1] = helper.make_tensor_value_info(cse, f32, [frames, cse_channels, 1, 1])
         ys = b.op("Split", ["luma", b.const([1] * frames, "split", np.int64)], "y", n_out=frames, axis=0)
         ys = [ys] if frames == 1 else list(ys)
+        scales = g.frame_scales(cse, frames, cse_channels) if cse else [None] * frames
     if variant == "sums" and frames is not None:
         inputs.append(helper.make_tensor_value_info("colmask", f32, [1, 1, 1, "width"]))
-        rows = [b.op("ReduceSum", [b.op("Mul", [g.frame_parts(y, k, cse, until=block), "colmask"]),
+        rows = [b.op("ReduceSum", [b.op("Mul", [g.frame_parts(y, scales[k], until=block), "colmask"]),
                                    b.const([3], "axes", np.int64)], keepdims=0) for k, y in enumerate(ys)]
         b.nodes.append(helper.make_node("Concat", rows, ["sums"], name="out_sums", axis=0))
         outputs = [helper.make_tensor_value_info("sums", f32, [frames, CSE_CHANNELS, "height"])]
     elif frames is not None:
-        feats = [g.frame_parts(y, k, cse) for k, y in enumerate(ys)]
-        grads = [g.frame_grads(us) for us, _ in feats]
+        feats = [g.frame_parts(y, scales[k]) for k, y in enumerate(ys)]
+        grads = [g.frame_grads(us, ss if "scaled_taps" in g.rw else None) for us, ss in feats]
         bms = [g.pair_activity(grads[0], feats[0][1], grads[k], feats[k][1]) for k in range(1, frames)]
         d4 = g.decision_logits(bms[0] if frames == 2 else b.op("Concat", bms, "bm", axis=0))
         yb = ys[1] if frames == 2 else b.op("Concat", ys[1:], "yb", axis=0)

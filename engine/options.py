@@ -17,7 +17,7 @@ from engine.tiling import check_tile
 
 # The precisions each backend computes in, its default first (one line per backend).
 PRECISIONS: dict[str, tuple[str, ...]] = {
-    "openvino": ("fp32",),
+    "openvino": ("fp32", "bf16"),   # bf16: the decision path in bfloat16 (engine/backends/openvino_bf16.py)
     "onnxruntime": ("fp32",),
     "torch-cuda": ("fp32", "fp16"),
     "tensorrt": (),          # a plan's precision is chosen when it is made (gacn-export --plugins --fp16)

@@ -67,6 +67,18 @@ def ov_fuser(weights):
 
 
 @pytest.fixture(scope="session")
+def ov_bf16_fuser(weights):
+    """OpenVINO with its bfloat16 decision path; skipped where the CPU has no BF16."""
+    ov = pytest.importorskip("openvino", reason="openvino is not installed (pip install '.[openvino]')")
+    from engine.backends.openvino_bf16 import cpu_has_bf16
+    if not cpu_has_bf16(ov.Core()):
+        pytest.skip("this CPU has no bfloat16 instructions (AVX512_BF16/AMX): --precision bf16 is refused here")
+    from engine import Fuser
+    with Fuser("openvino", weights=weights, precision="bf16") as f:
+        yield f
+
+
+@pytest.fixture(scope="session")
 def torch_model(weights):
     torch = pytest.importorskip("torch")
     from engine.export.model import GACN

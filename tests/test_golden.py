@@ -25,6 +25,16 @@ def test_cpu_backend_matches_golden(backend, name, golden, request):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_openvino_bf16_decision_path_within_fp16_tolerances(name, golden, ov_bf16_fuser):
+    """--precision bf16: float32 features and activity, bfloat16 decision path (the fp16 row)."""
+    a, b, g_fused, g_d, g_m = golden(name)
+    res = ov_bf16_fuser.fuse(a, b, maps=True)
+    report = metrics.golden_report(res.fused, res.decision, res.mask, g_fused, g_d, g_m)
+    print(f"bf16 {name}: {report}")
+    assert metrics.within(report, metrics.FP16), report
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_pytorch_reference_matches_golden(name, torch_model, golden):
     import torch
     a, b, g_fused, g_d, g_m = golden(name)

@@ -165,7 +165,8 @@ def create_runner(backend: str, options=None, *, params=None, **given) -> HostRu
         return OnnxRuntimeRunner(params=params, onnx_path=options.onnx, threads=options.threads, **extra)
     if backend == "openvino":
         from engine.backends.openvino import OpenVinoRunner
-        return OpenVinoRunner(params=params, onnx_path=options.onnx, threads=options.threads, **extra)
+        return OpenVinoRunner(params=params, onnx_path=options.onnx, threads=options.threads,
+                              precision=options.precision, **extra)
     if backend == "torch-cuda":
         from engine.backends.torch_cuda import TorchCudaRunner
         return TorchCudaRunner(params=params, precision=options.precision, device=options.device, **extra)

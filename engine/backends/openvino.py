@@ -1,4 +1,5 @@
-"""OpenVINO runner: the GACN graph variants compiled for the CPU, strictly in float32.
+"""OpenVINO runner: the GACN graph variants compiled for the CPU, in float32 (or, opt-in, with a
+bfloat16 decision path: ``precision="bf16"``, engine/backends/openvino_bf16.py).
 
 The graphs are the portable ONNX ones (engine/onnx_graph.py, target ``openvino``, built for
 the call's frame count K so that each frame's features run alone and the CSE scales fold into
@@ -7,7 +8,10 @@ weights), read by OpenVINO's ONNX frontend. Settings, each measured on a 2-core 
 
 - ``INFERENCE_PRECISION_HINT=f32``: on CPUs with BF16 instructions OpenVINO otherwise runs
   float32 graphs in bfloat16, which moves the decision map far outside the float32 tolerances
-  (the activity step multiplies feature differences by 1000 before a sigmoid).
+  (the activity step multiplies feature differences by 1000 before a sigmoid). With
+  ``precision="bf16"`` the whole/tile models are compiled for bf16 with every node outside
+  the decision path kept in float32 (checked on each compiled model); the sums passes have no
+  decision path and stay float32.
 - ``PERFORMANCE_HINT=LATENCY`` with one stream of ``INFERENCE_NUM_THREADS`` = the usable cores:
   the pipeline runs one network call at a time.
 - Shapes: a model compiled for one static shape runs 10 % faster than the dynamic one and
@@ -39,10 +43,13 @@ import numpy as np
 from engine.backends.threads import usable_cores
 from engine.errors import BackendError
 from engine.tiling import cse_weights, tiles_unsupported
+from engine.variants import sums_block
 
 log = logging.getLogger(__name__)
 
 TARGET = "openvino"
+PRECISIONS = ("fp32", "bf16")  # bf16: the decision path only (engine/backends/openvino_bf16.py)
+F32 = {"INFERENCE_PRECISION_HINT": "f32", "EXECUTION_MODE_HINT": "ACCURACY"}
 STATIC_MODELS = 12           # static compiled models kept (a stack: tile + 4 sums passes, K = 3 and 2)
 STATIC_FIRST_PIXELS = 1 << 20  # whole frames this large always get a static model (memory)
 DYNAMIC_AFTER_SHAPES = 3       # whole-frame shapes compiled static before new ones run dynamic first
@@ -94,11 +101,15 @@ class OpenVinoRunner:
     max_tile = None
     tile_side = None
 
-    def __init__(self, params=None, onnx_path=None, threads: int | None = None, cache=None, static: str = "auto"):
+    def __init__(self, params=None, onnx_path=None, threads: int | None = None, cache=None, static: str = "auto",
+                 precision: str = "fp32"):
         if params is None and onnx_path is None:
             raise BackendError("openvino runner needs checkpoint parameters or an ONNX file")
         if static not in ("auto", "always", "never"):
             raise ValueError(f"static must be auto, always or never, not {static!r}")
+        if precision not in PRECISIONS:
+            raise BackendError(f"the openvino backend runs --precision {' or '.join(PRECISIONS)}, not {precision}")
+        self.precision = precision
         self._params, self._onnx_path = params, onnx_path
         self.threads = threads or usable_cores()
         self._static_policy = static
@@ -111,9 +122,10 @@ class OpenVinoRunner:
         self._seen: Counter = Counter()
         self._whole_shapes: set = set()
         self._active = None                            # the compiled model whose buffers are resident
-        self.config = {"INFERENCE_PRECISION_HINT": "f32", "EXECUTION_MODE_HINT": "ACCURACY",
-                       "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1",
+        self.config = {**F32, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1",
                        "INFERENCE_NUM_THREADS": str(self.threads)}
+        if precision == "bf16":   # the decision path's nodes only (_compile); PERFORMANCE: ACCURACY forces f32
+            self.config.update({"INFERENCE_PRECISION_HINT": "bf16", "EXECUTION_MODE_HINT": "PERFORMANCE"})
 
     # -- loading -------------------------------------------------------------------------------------
     def activate(self) -> None:
@@ -122,6 +134,9 @@ class OpenVinoRunner:
             from engine.backends.graphs import source_key
             from engine.backends.model_cache import ModelCache
             self._core = ov.Core()
+            if self.precision == "bf16":
+                from engine.backends.openvino_bf16 import require_bf16
+                require_bf16(self._core)
             self._cache = self._cache if self._cache is not None else ModelCache()
             self._key = {**source_key(self._params, self._onnx_path), "target": TARGET,
                          "openvino": ov.get_version(), "config": self.config}
@@ -132,20 +147,25 @@ class OpenVinoRunner:
         """A compiled model (for K = ``frames``, static ``shapes`` or dynamic H, W) from the cache,
         else built, compiled and stored."""
         path = self._cache_path(variant, frames, shapes)
+        bf16 = self.precision == "bf16" and sums_block(variant) is None
+        config = {**self.config, **F32} if self.precision == "bf16" and not bf16 else self.config  # sums: float32
         blob = self._cache.load(path)
         if blob is not None:
             try:
-                compiled = self._core.import_model(io.BytesIO(blob), "CPU", self.config)
+                compiled = self._core.import_model(io.BytesIO(blob), "CPU", config)
                 log.debug("openvino: imported %s", path.name)
-                return self._checked(compiled)
+                return self._checked(compiled, bf16)
             except Exception as e:  # OpenVINO raises RuntimeError subclasses on a bad blob
                 self._cache.discard(path, f"not importable ({e})")
         from engine.backends.graphs import graph_bytes
         fixed = None if self._onnx_path is not None else frames  # an exported graph keeps K dynamic
         model = self._core.read_model(graph_bytes(self._params, self._onnx_path, variant, TARGET, fixed), b"")
+        if bf16:
+            from engine.backends.openvino_bf16 import mark_float32
+            model = mark_float32(self._core, model)
         if shapes is not None:
             model.reshape(shapes)
-        compiled = self._checked(self._core.compile_model(model, "CPU", self.config))
+        compiled = self._checked(self._core.compile_model(model, "CPU", config), bf16)
         buf = io.BytesIO()
         compiled.export_model(buf)
         self._cache.store(path, buf.getvalue())
@@ -157,7 +177,10 @@ class OpenVinoRunner:
         return self._cache.path("openvino", label, {**self._key, "variant": variant, "frames": frames, "shapes": shapes})
 
     @staticmethod
-    def _checked(compiled):
+    def _checked(compiled, bf16: bool = False):
+        if bf16:
+            from engine.backends.openvino_bf16 import check_precisions
+            return check_precisions(compiled)
         precision = compiled.get_property("INFERENCE_PRECISION_HINT")
         if precision != _ov().Type.f32:
             raise BackendError(f"openvino compiled GACN for {precision}, not float32; refusing to run it")
