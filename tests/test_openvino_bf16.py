@@ -5,7 +5,7 @@ pairs within the float16 tolerances are in test_golden.py)."""
 import numpy as np
 import pytest
 
-from engine.errors import BackendError
+from engine.errors import BackendError, InputError
 
 ov = pytest.importorskip("openvino", reason="openvino is not installed (pip install '.[openvino]')")
 
@@ -40,7 +40,8 @@ def test_tiled_run_within_fp16_tolerances(weights, golden, bf16_runner, tmp_path
     """Tiles (the sums passes in float32, the tile network with its given CSE scales) run the
     same split: a scale that ran in bfloat16 would be refused by the runtime-graph check."""
     monkeypatch.setenv("GACN_MODEL_CACHE", str(tmp_path))
-    from engine import Fuser, metrics
+    from engine import Fuser
+    from engine.testing import metrics
     a, b, g_fused, g_d, g_m = golden("color_lytro_03")
     with Fuser("openvino", weights=weights, tile=208, precision="bf16") as fuser:
         res = fuser.fuse(a, b, maps=True)
@@ -82,7 +83,7 @@ def test_a_cpu_without_bf16_is_refused(params, tmp_path, monkeypatch):
 @pytest.mark.parametrize("backend", ["onnxruntime", "torch-cuda", "tensorrt"])
 def test_bf16_is_refused_off_openvino(backend):
     from engine.backends.base import create_runner
-    with pytest.raises(BackendError, match="openvino backend only"):
+    with pytest.raises(InputError, match=f"precision='bf16' does not apply to the {backend} backend.*bf16 applies to openvino"):
         create_runner(backend, params={}, precision="bf16")
 
 
@@ -91,5 +92,5 @@ def test_cli_refuses_bf16_on_another_backend(data_dir, tmp_path, weights, capsys
     a, b = (data_dir / "pairs" / f"color_tid_t5_{i}.png" for i in (1, 2))
     rc = main([str(a), str(b), "-o", str(tmp_path / "f.png"), "--weights", str(weights),
                "--backend", "onnxruntime", "--precision", "bf16"])
-    assert rc == 2 and "openvino backend only" in capsys.readouterr().err
+    assert rc == 2 and "--precision bf16 does not apply to the onnxruntime backend" in capsys.readouterr().err
     assert not (tmp_path / "f.png").exists()
