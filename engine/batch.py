@@ -467,6 +467,7 @@ def cluster(address: str, *, max_memory=None, timeout: float | None = None) -> I
               "distributed.worker.preload": [__name__],          # dask_setup above, in every worker
               "distributed.worker.memory.target": False, "distributed.worker.memory.spill": False,
               "distributed.worker.memory.pause": False, "distributed.worker.memory.terminate": 0.95}
+    environ = dict(os.environ)   # Dask's nannies set OMP_NUM_THREADS=1, MALLOC_TRIM_THRESHOLD_, ... here
     with dask.config.set(config):
         quiet, level = logging.getLogger("distributed"), logging.getLogger("distributed").level
         quiet.setLevel(logging.ERROR)   # the scheduler runs here: its INFO lines are not ours to print
@@ -476,6 +477,7 @@ def cluster(address: str, *, max_memory=None, timeout: float | None = None) -> I
                                           memory_limit=limit, silence_logs=logging.ERROR)
         except BaseException:
             quiet.setLevel(level)
+            _restore_environ(environ)
             raise
     try:
         with distributed.Client(lc) as client:
@@ -483,3 +485,12 @@ def cluster(address: str, *, max_memory=None, timeout: float | None = None) -> I
     finally:
         lc.close()
         quiet.setLevel(level)
+        _restore_environ(environ)
+
+
+def _restore_environ(saved: dict) -> None:
+    """This process's environment as it was: what the workers were started with is theirs alone
+    (OMP_NUM_THREADS=1 here would slow every runtime the caller uses after the batch)."""
+    for key in set(os.environ) - set(saved):
+        del os.environ[key]
+    os.environ.update(saved)

@@ -272,9 +272,12 @@ def test_a_job_that_keeps_killing_its_worker_fails_alone(data, tmp_path, weights
     (stacks / "bomb").mkdir()
     _png_bomb(stacks / "bomb" / "f0.png")
     shutil.copy(stacks / "bomb" / "f0.png", stacks / "bomb" / "f1.png")
+    environ = dict(os.environ)
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}), \
             batch.cluster("local:1", max_memory="64M") as c:
+        assert os.environ.get("OMP_NUM_THREADS") == "1"   # what Dask sets for its workers (the control)
         report = batch.run(batch.stack_jobs(stacks, tmp_path / "out"), c, weights=weights)
+    assert dict(os.environ) == environ   # the caller's environment is its own again
     jobs = {r["name"]: r for r in report.jobs}
     assert jobs["s0"]["status"] == "fused"
     assert jobs["bomb"]["status"] == "failed" and "worker died 2 times" in jobs["bomb"]["error"], jobs["bomb"]

@@ -83,6 +83,17 @@ def test_stack_equals_local(url, local, small_stack, strategy):
     assert got.index.dtype == np.int32 and got.frames == len(small_stack)
 
 
+@pytest.mark.skipif(not FULL, reason="the whole 9-frame golden stack: GACN_SERVE_FULL=1 (CI runs the quarter-size subset)")
+@pytest.mark.parametrize("proto", ["http", "grpc"])
+def test_whole_golden_stack_equals_local(server, local, data_dir, proto):
+    frames = [read_image(p) for p in sorted((data_dir / "stack9").glob("*.jpg"))]
+    want = local.fuse_stack(frames)
+    with RemoteFuser(server.url if proto == "http" else server.grpc_url, timeout=900) as f:
+        got = f.fuse_stack(frames)
+    np.testing.assert_array_equal(got.fused, want.fused)
+    np.testing.assert_array_equal(got.index, want.index)
+
+
 def test_cli_server_pair_pairs_dir_and_stack(server, local, golden, data_dir, tmp_path, small_stack, env):
     """gacn-fuse --server writes what the local run writes (pair, --pairs-dir, --stack)."""
     from engine.imageio import write_image
