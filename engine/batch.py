@@ -159,7 +159,8 @@ def _cached_fuser(options: dict):
         release_fuser()
         if "server" in options:   # jobs fused on a GACN server (engine.client): read and written here
             from engine.client import RemoteFuser
-            _fuser["fuser"] = RemoteFuser(options["server"], timeout=options["timeout"], retries=options["retries"])
+            _fuser["fuser"] = RemoteFuser(options["server"], timeout=options.get("server_timeout", 120.0),
+                                          retries=options.get("server_retries", 1))
         else:
             from engine.fusion import Fuser
             _fuser["fuser"] = Fuser(**options)
@@ -292,12 +293,13 @@ class Report:
 
 def check_fuser_options(options: dict) -> None:
     """Refuse an option the Fuser does not take, and a bad size or tile, before any job runs;
-    with ``server`` (a GACN server's URL), only the client's ``timeout`` and ``retries`` go along."""
+    with ``server`` (a GACN server's URL), only the client's ``server_timeout`` and ``server_retries``
+    (engine.client.RemoteFuser's timeout and retries) go along."""
     from engine.fusion import Fuser
     from engine.memory import parse_size
     from engine.tiling import check_tile
     if "server" in options:
-        unknown = sorted(set(options) - {"server", "timeout", "retries"})
+        unknown = sorted(set(options) - {"server", "server_timeout", "server_retries"})
         if unknown:
             raise InputError(f"with server= the server's options decide; refused: {', '.join(unknown)}")
         return
@@ -320,7 +322,8 @@ def run(jobs: Iterable[Job], client=None, *, overwrite: bool = False, retries: i
     unexpected exception. ``report``: a path for the report as JSON (written atomically, also
     when interrupted). ``on_done(record)`` is called as each job ends (a progress bar).
     ``fuser_options`` go to ``Fuser`` (backend, weights, onnx, engine, precision, threads,
-    max_memory, tile)."""
+    max_memory, tile, device), or name a GACN server (``server``, ``server_timeout``,
+    ``server_retries``: engine.client.RemoteFuser) that fuses each job read and written here."""
     jobs = list(jobs)
     check_jobs(jobs)
     check_fuser_options(fuser_options)

@@ -13,7 +13,7 @@ log = logging.getLogger("gacn-fuse")
 
 def fuser_options(args) -> dict:
     if args.server:
-        return dict(server=args.server, timeout=args.timeout, retries=args.retries)
+        return dict(server=args.server, server_timeout=args.timeout, server_retries=args.retries)
     return dict(backend=args.backend, weights=args.weights, onnx=args.onnx, engine=args.engine,
                 precision=args.precision, threads=args.threads, max_memory=args.max_memory, tile=args.tile,
                 device=args.device)
