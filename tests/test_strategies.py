@@ -1,12 +1,10 @@
 """Stack strategies (engine.strategies): the streaming, banded focus-weights accumulator against
 its batch formula, and the pairwise tree's order, weights and index map (with a stub pipeline)."""
-from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import pytest
 
-from engine import preprocess
 from engine import strategies as P
 from engine import synthetic as S
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from engine import cuda
 from engine.backends.shape_cache import CAPTURE, SHAPES_KEPT, ShapeCache
-from engine.backends.plan_sidecar import PlanSidecar, sidecar_path  # noqa: F401 (sidecar_path: for the builder)
+from engine.backends.plan_sidecar import PlanSidecar
 from engine.errors import BackendError
 
 log = logging.getLogger(__name__)
