@@ -42,7 +42,7 @@ GRAPH_VERSION = "2"
 VARIANTS = ("whole", "tile", "sums")
 # The same computation written for each runtime's kernels (GacnGraph documents each rewrite;
 # each was kept because it measured faster on that runtime, benchmarks/RESULTS.md); same I/O.
-REWRITES = ("diff_first", "gate_rows", "scaled_taps", "vertical_first", "fused_activity")
+REWRITES = ("diff_first", "gate_rows", "scaled_taps", "vertical_first")
 TARGET_REWRITES = {
     "portable": frozenset(),                      # exported files, TensorRT: the graph as first written
     # ONNX Runtime runs the portable graph, so that an exported file and the built graph give
@@ -55,7 +55,6 @@ CSE_BLOCKS = CSE_COUNT  # feature blocks with a channel SE (spec section 3)
 CSE_CHANNELS = 16
 SPEC_SECTIONS = "2,3,4,5,6"
 PLUGIN_DOMAIN = "ai.onnx.contrib"   # where ONNX Runtime finds custom ops; TensorRT matches op_type
-OPENVINO_DOMAIN = "gacn.openvino"   # the OpenVINO extension's operations (kernels/openvino)
 
 
 class _Builder:
@@ -101,9 +100,6 @@ class GacnGraph:
       multiplies the planes by s^2.
     - ``vertical_first`` (per-frame graphs): the activity's box sum as the vertical pass, then
       the horizontal one with the 1000x sharpness (OpenVINO: -3 % of a 1-thread run).
-    - ``fused_activity`` (per-frame graphs): each pair's whole activity step as one
-      GacnActivityParts node, an operation of the OpenVINO extension library
-      (kernels/openvino): read by OpenVINO only, with that library added to its Core.
     With the frame count fixed (``build_model(frames=K)``, OpenVINO's graphs), each frame's
     features run alone (frame_parts): no batch slicing, per-part convolutions instead of copied
     concatenations, and the CSE scales folded into weights.
@@ -357,16 +353,6 @@ class GacnGraph:
             out.append(b.op("Sigmoid", [sums], "bm"))
         return self.concat(out, "bm")
 
-    def fused_pair_activity(self, frame_a, frame_b):
-        """Bm [1,64,H,W] of one pair as one GacnActivityParts node (``fused_activity``) from both
-        frames' unscaled parts and scales."""
-        (ua, sa), (ub, sb) = frame_a, frame_b
-        # channels last: OpenVINO keeps the feature maps so, and resolves these transposes to no copy
-        nhwc = [self.b.op("Transpose", [u], "u_nhwc", perm=[0, 2, 3, 1]) for u in (*ua, *ub)]
-        bm = self.b.op("GacnActivityParts", [*nhwc, *sa, *sb], "bm_nhwc", domain=OPENVINO_DOMAIN)
-        self.declare(bm, np.float32, [1, "height", "width", CSE_CHANNELS * len(ua)])
-        return self.b.op("Transpose", [bm], "bm", perm=[0, 3, 1, 2])
-
     def box_pass(self, x, hint: str, tap: float):
         """One 16-channel pass of the activity's 11-tap window sum (boxh: along x, boxv: along y)."""
         k, r = 2 * ACTIVITY_RADIUS + 1, ACTIVITY_RADIUS
@@ -532,11 +518,8 @@ def build_model(params: dict[str, np.ndarray], *, plugins: bool = False, fp16: b
         outputs = [helper.make_tensor_value_info("sums", f32, [frames, CSE_CHANNELS, "height"])]
     elif frames is not None:
         feats = [g.frame_parts(y, scales[k]) for k, y in enumerate(ys)]
-        if "fused_activity" in g.rw:
-            bms = [g.fused_pair_activity(feats[0], feats[k]) for k in range(1, frames)]
-        else:
-            grads = [g.frame_grads(us, ss if "scaled_taps" in g.rw else None) for us, ss in feats]
-            bms = [g.pair_activity(grads[0], feats[0][1], grads[k], feats[k][1]) for k in range(1, frames)]
+        grads = [g.frame_grads(us, ss if "scaled_taps" in g.rw else None) for us, ss in feats]
+        bms = [g.pair_activity(grads[0], feats[0][1], grads[k], feats[k][1]) for k in range(1, frames)]
         d4 = g.decision_logits(bms[0] if frames == 2 else b.op("Concat", bms, "bm", axis=0))
         yb = ys[1] if frames == 2 else b.op("Concat", ys[1:], "yb", axis=0)
         d, m = g.boundary_refine(d4, ys[0], yb)
@@ -566,8 +549,6 @@ def build_model(params: dict[str, np.ndarray], *, plugins: bool = False, fp16: b
     opsets = [helper.make_opsetid("", OPSET)]
     if g.plugins:
         opsets.append(helper.make_opsetid(PLUGIN_DOMAIN, 1))
-    if "fused_activity" in rewrites and frames is not None and variant != "sums":
-        opsets.append(helper.make_opsetid(OPENVINO_DOMAIN, 1))
     model = helper.make_model(graph, opset_imports=opsets, producer_name="gacn-engine", producer_version=GRAPH_VERSION)
     model.ir_version = 8
     io = {"whole": "luma[K,1,H,W] float32 (frame 0 = A) -> decision, mask [K-1,1,H,W]",
