@@ -21,7 +21,8 @@ CPU extras (each a subprocess of ``python -m engine.cli``, so start-up is includ
 - tools: focus-stack (a binary under /work/tools or on PATH) and enfuse (enblend-enfuse), each
   run once per pair, start-up included, if installed.
 - ``--authors DIR``: a checkout of the authors' code (Keep-Passion/GACN), timed warm through
-  its ``GACN_Fuse().fuse`` in the same rounds.
+  its ``GACN_Fuse().fuse`` in the same rounds (on a machine without CUDA with its device set to
+  the CPU: benchmarks/authors.py); the CPU rows then also give each case's ratio to it.
 """
 from __future__ import annotations
 
@@ -106,7 +107,12 @@ def rounds(fns: dict, warmup: int, runs: int) -> dict[str, list[float]]:
 
 
 class Baseline:
-    """The eager float32 PyTorch model (engine/export/model.py) with the same host pre/post-processing."""
+    """The eager float32 PyTorch model (engine/export/model.py) with the same host pre/post-processing.
+
+    On the CPU its time follows the allocator's state: each intermediate of a 520x520 pair is a
+    fresh mmap'd block under glibc's defaults (about 1M page faults per run, 2.1 s on 2 cores),
+    and far less once another runtime in the process has raised the mmap threshold (0.84-1.8 s);
+    the authors' code (``--authors``) is the steadier reference (benchmarks/RESULTS.md, issue 17)."""
 
     def __init__(self, weights, device: str):
         import torch
@@ -126,24 +132,6 @@ class Baseline:
         with t.no_grad():
             _, m = self.model(luma)
         return preprocess.blend(a, b, m[0, 0].cpu().numpy())
-
-
-class Authors:
-    """The authors' own implementation from a checkout of Keep-Passion/GACN (not shipped here)."""
-
-    def __init__(self, root: Path):
-        self.root = root.resolve()
-        sys.path.insert(0, str(self.root))
-        cwd = os.getcwd()
-        os.chdir(self.root)  # it reads nets/parameters/GACN.pkl relative to the working directory
-        try:
-            from nets.gacn_net import GACN_Fuse
-            self.net = GACN_Fuse()
-        finally:
-            os.chdir(cwd)
-
-    def fuse(self, a, b):
-        return self.net.fuse(a, b)
 
 
 # -- API latency --------------------------------------------------------------------------------------
@@ -181,6 +169,7 @@ def host_cases(fusers: dict, size, args, baseline=None, authors=None) -> list[di
     runs = args.runs if mp < 4 else max(3, args.runs // 3)
     times = rounds(fns, 1 if mp >= 4 else args.warmup, runs)
     base = times.get("eager PyTorch (baseline)")
+    theirs = times.get("authors' code")
     rows = []
     for name, ms in times.items():
         row = {"backend": name, "precision": host_spec(name)[1] if name in fusers else "fp32", "size": f"{size[0]}x{size[1]}", "megapixels": mp}
@@ -189,6 +178,8 @@ def host_cases(fusers: dict, size, args, baseline=None, authors=None) -> list[di
         if base is not None:
             row["baseline_median"] = statistics.median(base)
             row["speedup"] = row["baseline_median"] / row["latency_median"]
+        if theirs is not None:
+            row["vs_authors"] = statistics.median(theirs) / row["latency_median"]
         rows.append(row)
     return rows
 
@@ -324,7 +315,8 @@ LATENCY_COLS = [("backend", "backend", "{}"), ("precision", "prec", "{}"), ("siz
                 ("latency_min", "min", "{:.1f}"), ("s_per_mp", "s/MP", "{:.2f}"), ("throughput", "pairs/s", "{:.2f}"),
                 ("h2d_ms", "H2D ms", "{:.2f}"), ("compute_ms", "compute ms", "{:.2f}"), ("d2h_ms", "D2H ms", "{:.2f}"),
                 ("streamed_pairs_per_s", "streamed/s", "{:.1f}"), ("stream_efficiency", "stream/compute", "{:.0%}"),
-                ("baseline_median", "baseline ms", "{:.1f}"), ("speedup", "speed-up", "{:.2f}x")]
+                ("baseline_median", "baseline ms", "{:.1f}"), ("speedup", "speed-up", "{:.2f}x"),
+                ("vs_authors", "vs authors' code", "{:.2f}x")]
 STARTUP_COLS = [("backend", "backend", "{}"), ("cold_s", "cold start to fused file (s)", "{:.2f}"),
                 ("second_s", "second start to fused file (s)", "{:.2f}"), ("second_wall_s", "second, process wall (s)", "{:.2f}"),
                 ("warm_compute_s", "warm compute (s)", "{:.2f}"),
@@ -430,7 +422,10 @@ def main(argv=None) -> int:
         if host:
             fusers = {bk: Fuser(host_spec(bk)[0], weights=args.weights, precision=host_spec(bk)[1]) for bk in host}
             baseline = None if args.no_baseline else Baseline(args.weights, "cpu")
-            authors = Authors(args.authors) if args.authors else None
+            authors = None
+            if args.authors:
+                from benchmarks.authors import Authors
+                authors = Authors(args.authors)
             try:
                 for size in sizes:
                     report["latency"].extend(host_cases(fusers, size, args, baseline, authors))
