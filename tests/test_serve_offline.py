@@ -47,12 +47,12 @@ def test_export_triton_repo_refuses_graph_options(tmp_path, weights):
     assert "max_batch_size: 2" in (tmp_path / "r" / PAIR / "config.pbtxt").read_text()
 
 
-def test_fuse_server_refuses_local_options_and_reports_missing_client(tmp_path):
+def test_fuse_server_refuses_local_options_and_reports_missing_client(tmp_path, data_dir):
     r = run("-m", "engine.cli", "--server", "http://127.0.0.1:9", "--threads", "2", "a.png", "b.png", "-o", "x.png")
     assert r.returncode == 2 and "--threads do(es) not apply with --server" in r.stderr
     r = run("-m", "engine.cli", "--retries", "3", "a.png", "b.png", "-o", "x.png")
     assert r.returncode == 2 and "--retries apply with --server only" in r.stderr
-    a = REPO.parent / "shared" / "gacn" / "pairs" / "color_lytro_01_1.png"
+    a = data_dir / "pairs" / "color_lytro_01_1.png"
     r = run("-m", "engine.cli", "--server", "http://127.0.0.1:9", str(a), str(a), "-o", str(tmp_path / "x.png"))
     assert r.returncode == 2 and "needs tritonclient" in r.stderr and "Traceback" not in r.stderr
 
