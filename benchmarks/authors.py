@@ -11,7 +11,7 @@ used. Both are said in the log.
 """
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import logging
 import os
 import sys
