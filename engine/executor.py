@@ -69,12 +69,13 @@ class Executor(Protocol):
         """Spec section 7 with mask row ``k``: round(clip(M A + (1 - M) B) * max)."""
 
     def fetch(self, ws: Workspace, fused: Image, decision: Plane | None, mask: Plane, maps: bool) -> None:
-        """Queue the copies of a pair's result to the host: the fused image and its mask (checked
-        in ``collect``), D if given; the result carries D and M only if ``maps``."""
+        """Queue the copies of a pair's result to the host: the fused image and its mask, D if
+        given; the result carries D and M only if ``maps``."""
 
     def collect(self, ws: Workspace) -> FusionResult:
-        """Wait for ``fetch``'s copies and return the result (host arrays, owned by the caller);
-        raises BackendError if a map behind it is not finite (``check_finite``)."""
+        """Wait for ``fetch``'s copies and return the result (host arrays, owned by the caller).
+        A map that is not finite raises BackendError (``check_finite``): here on the device, when
+        the maps are made (Pipeline.maps) on the host."""
 
     def to_host(self, image: Image) -> np.ndarray:
         """A host copy of an executor image (waits)."""

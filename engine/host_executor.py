@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 
 from engine import memory, preprocess
-from engine.executor import check_finite
 from engine.results import FusionResult
 from engine.stack import Calibration, Sequential
 
@@ -115,7 +114,6 @@ class HostExecutor:
 
     def collect(self, ws) -> FusionResult:
         (res, maps), ws.result = ws.result, None
-        check_finite(self.runner.name, res.decision, res.mask)
         if not maps:
             res.decision = res.mask = None
         return res

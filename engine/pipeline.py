@@ -166,6 +166,8 @@ class Pipeline:
         else:
             tick = self._ticker(plan)
             ex.network(ws, lumas, plan.tiles, self.scales(ws, lumas, plan, reference, tick), d, m, tick)
+        if not ex.on_device:  # every host path's maps (pairs, stacks); device maps at their fetch
+            check_finite(ex.runner.name, d, m)
         return d, m
 
     def _ticker(self, plan: Plan):

@@ -176,3 +176,27 @@ def test_non_finite_maps_are_refused_the_same_on_both_executors(fake, params, cp
     finally:
         for pipe in pipes:
             pipe.close()
+
+
+def test_non_finite_stack_masks_are_refused_on_the_host(params, golden):
+    """Stack strategies take their masks from Pipeline.maps too, not through a pair's collect:
+    a NaN mask is refused there, not blended (sequential cast it to 0, calibration kept it)."""
+    from engine.errors import BackendError
+    from engine.fusion import fuse_stack
+    a, b, *_ = golden("gray_mwg_clock")
+    runner = OnnxRuntimeRunner(params=params, threads=2)
+    real = runner.infer
+
+    def infer(luma, cse=None):
+        d, m = real(luma, cse)
+        m = m.copy()
+        m[..., 3, 4] = np.nan
+        return d, m
+    runner.infer = infer
+    pipe = Pipeline(HostExecutor(runner))
+    try:
+        for strategy in ("calibration", "sequential", "tree"):
+            with pytest.raises(BackendError, match="non-finite"):
+                fuse_stack([a, b, a], pipeline=pipe, strategy=strategy, align="none")
+    finally:
+        pipe.close()
