@@ -104,3 +104,18 @@ def test_stack_model(pb, weights, ort_fuser):
 def test_pair_config_is_what_the_model_reads(weights):
     text = pair_config("gacn", "TYPE_UINT8", ModelOptions(weights=str(weights), max_batch=2).check())
     assert 'key: "max_batch" value: { string_value: "2" }' in text and "allow_ragged_batch: true" in text
+
+
+def test_a_model_without_weights_takes_the_default_checkpoint(pb, weights, monkeypatch):
+    """No --weights: the instance resolves $GACN_WEIGHTS (or the verified download) like gacn-fuse
+    (an option left unset is not in fuser_kwargs at all, so it must not be read as a key)."""
+    from engine.serve import models
+    monkeypatch.setenv("GACN_WEIGHTS", str(weights))
+    o = ModelOptions(backend="onnxruntime", threads=2).check()
+    m = models.PairModel()
+    config = {"max_batch_size": 0, "parameters": {k: {"string_value": v} for k, v in o.to_parameters().items()}}
+    m.initialize({"model_config": json.dumps(config), "model_name": "gacn", "model_instance_kind": "CPU"})
+    try:
+        assert m.fuser.backend == "onnxruntime"
+    finally:
+        m.finalize()

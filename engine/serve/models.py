@@ -70,7 +70,7 @@ class _Model:
         from engine.weights import resolve_weights
         kwargs = self.options.fuser_kwargs()
         if self.options.backend != "tensorrt" and self.options.onnx is None:
-            kwargs["weights"] = resolve_weights(kwargs["weights"])
+            kwargs["weights"] = resolve_weights(kwargs.get("weights"))
             log.info("%s: checkpoint %s sha256 %s", args["model_name"], kwargs["weights"], sha256_of(kwargs["weights"]))
         if args.get("model_instance_kind") == "GPU":
             kwargs["device"] = int(args["model_instance_device_id"])

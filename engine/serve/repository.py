@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.errors import GacnError, InputError
+from engine.errors import InputError
 
 PAIR, STACK, PLAN = "gacn", "gacn_stack", "gacn_trt"
 DEPTHS = {8: ("", "TYPE_UINT8", np.uint8), 16: ("_16", "TYPE_UINT16", np.uint16)}
@@ -63,8 +63,10 @@ class ModelOptions:
                 if not Path(path).is_file():
                     raise InputError(f"--{name} {path}: no such file")
                 setattr(self, name, str(Path(path).resolve()))
-        backend = self.backend if self.backend != "auto" else (
-            "tensorrt" if self.engine else "torch-cuda" if self.kind == "gpu" else "openvino")
+        backend = self.backend
+        if backend == "auto":  # what Fuser("auto") picks in an instance (a GPU instance: the GPU's backend)
+            from engine.backends.base import resolve_backend
+            backend = "torch-cuda" if self.kind == "gpu" and not self.engine else resolve_backend("auto", self.engine)
         backend_options(backend, **self.fuser_kwargs())
         return self
 
@@ -206,17 +208,15 @@ def write_repository(root, options: ModelOptions, *, tensorrt_plan: str | None =
 
 def export_repository(args, parser) -> int:
     """``gacn-export --triton-repo DIR``: the graph options do not apply and are refused."""
-    import sys
     given = [o for o, on in (("-o", args.output), ("--plugins", args.plugins), ("--fp16", args.fp16),
                              ("--tile", args.tile)) if on]
     if given:
         parser.error(f"{', '.join(given)} do(es) not apply with --triton-repo (use the --triton-* options)")
-    try:
+    from engine.export import run_tool
+
+    def write():
         options = options_from_args(args, prefix="triton-", weights=args.weights)
         root = write_repository(args.triton_repo, options, tensorrt_plan=args.triton_tensorrt_plan)
-    except GacnError as e:
-        print(f"gacn-export: error: {e}", file=sys.stderr)
-        return 2
-    print(f"Triton model repository written to {root}: models "
-          f"{', '.join(sorted(p.name for p in root.iterdir() if (p / 'config.pbtxt').is_file()))}")
-    return 0
+        print(f"Triton model repository written to {root}: models "
+              f"{', '.join(sorted(p.name for p in root.iterdir() if (p / 'config.pbtxt').is_file()))}")
+    return run_tool("gacn-export", write)
