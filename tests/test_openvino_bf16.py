@@ -55,6 +55,21 @@ def test_sums_passes_stay_float32(bf16_runner):
     assert compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.f32
 
 
+def test_sums_passes_share_the_float32_cache_entries(bf16_runner, params):
+    """A bf16 runner's sums passes compile exactly what the float32 runner compiles: one cache
+    entry for both; its other variants are keyed apart (and by the bf16 marking's source)."""
+    from engine.backends.openvino import OpenVinoRunner
+    fp32 = OpenVinoRunner(params=params, cache=bf16_runner._cache, static="always")
+    try:
+        for r in (fp32, bf16_runner):
+            r.activate()
+        shapes = {"luma": list(SMALL.shape)}
+        assert fp32._cache_path("sums1", 2, shapes) == bf16_runner._cache_path("sums1", 2, shapes)
+        assert fp32._cache_path("whole", 2, shapes) != bf16_runner._cache_path("whole", 2, shapes)
+    finally:
+        fp32.deactivate()
+
+
 def test_a_model_with_features_in_bf16_is_refused(params):
     """The negative control of the runtime check: without the marks, OpenVINO runs the feature
     convolutions in bfloat16 too."""

@@ -71,13 +71,14 @@ def graph_sources(root: str = GRAPH_BUILDER) -> list[Path]:
     return sorted(files)
 
 
-@lru_cache(maxsize=1)
-def graph_fingerprint() -> str:
-    """A sha256 of the graph builder's sources (graph_sources: GRAPH_VERSION among them), read
-    as text so that a cache hit never imports onnx: any change to how graphs are made
-    invalidates every entry without anyone remembering to bump a number."""
+@lru_cache(maxsize=4)
+def graph_fingerprint(root: str = GRAPH_BUILDER) -> str:
+    """A sha256 of the graph builder's sources (graph_sources: GRAPH_VERSION among them), or of
+    another module that shapes compiled models (``root``), read as text so that a cache hit never
+    imports onnx: any change to how graphs are made invalidates every entry without anyone
+    remembering to bump a number."""
     h = hashlib.sha256()
-    for path in graph_sources():
+    for path in graph_sources(root):
         h.update(path.name.encode() + b"\0" + path.read_bytes())
     return h.hexdigest()[:16]
 

@@ -42,13 +42,13 @@ import numpy as np
 
 from engine.backends.threads import usable_cores
 from engine.errors import BackendError
+from engine.options import PRECISIONS
 from engine.tiling import cse_weights, tiles_unsupported
 from engine.variants import sums_block
 
 log = logging.getLogger(__name__)
 
 TARGET = "openvino"
-PRECISIONS = ("fp32", "bf16")  # bf16: the decision path only (engine/backends/openvino_bf16.py)
 F32 = {"INFERENCE_PRECISION_HINT": "f32", "EXECUTION_MODE_HINT": "ACCURACY"}
 STATIC_MODELS = 12           # static compiled models kept (a stack: tile + 4 sums passes, K = 3 and 2)
 STATIC_FIRST_PIXELS = 1 << 20  # whole frames this large always get a static model (memory)
@@ -107,8 +107,8 @@ class OpenVinoRunner:
             raise BackendError("openvino runner needs checkpoint parameters or an ONNX file")
         if static not in ("auto", "always", "never"):
             raise ValueError(f"static must be auto, always or never, not {static!r}")
-        if precision not in PRECISIONS:
-            raise BackendError(f"the openvino backend runs --precision {' or '.join(PRECISIONS)}, not {precision}")
+        if precision not in PRECISIONS[TARGET]:  # bf16: the decision path only (engine/backends/openvino_bf16.py)
+            raise BackendError(f"the openvino backend runs --precision {' or '.join(PRECISIONS[TARGET])}, not {precision}")
         self.precision = precision
         self._params, self._onnx_path = params, onnx_path
         self.threads = threads or usable_cores()
@@ -139,7 +139,7 @@ class OpenVinoRunner:
                 require_bf16(self._core)
             self._cache = self._cache if self._cache is not None else ModelCache()
             self._key = {**source_key(self._params, self._onnx_path), "target": TARGET,
-                         "openvino": ov.get_version(), "config": self.config}
+                         "openvino": ov.get_version()}
         if self._onnx_path is not None:  # a file given by the user: read it now, so that a bad one fails here
             self._request("whole", None)
 
@@ -147,8 +147,8 @@ class OpenVinoRunner:
         """A compiled model (for K = ``frames``, static ``shapes`` or dynamic H, W) from the cache,
         else built, compiled and stored."""
         path = self._cache_path(variant, frames, shapes)
-        bf16 = self.precision == "bf16" and sums_block(variant) is None
-        config = {**self.config, **F32} if self.precision == "bf16" and not bf16 else self.config  # sums: float32
+        bf16 = self._bf16(variant)
+        config = self._config(variant)
         blob = self._cache.load(path)
         if blob is not None:
             try:
@@ -172,9 +172,23 @@ class OpenVinoRunner:
         log.debug("openvino %s: compiled %s", _ov().get_version(), path.name)
         return compiled
 
+    def _bf16(self, variant: str) -> bool:
+        """Whether ``variant`` runs a bfloat16 decision path (the sums passes have none)."""
+        return self.precision == "bf16" and sums_block(variant) is None
+
+    def _config(self, variant: str) -> dict:
+        """The configuration ``variant`` compiles with: float32 for the sums passes of a bf16 runner."""
+        return {**self.config, **F32} if self.precision == "bf16" and not self._bf16(variant) else self.config
+
     def _cache_path(self, variant: str, frames: int, shapes: dict | None) -> Path:
+        """Keyed by what the compiled model is made of: a bf16 runner's sums passes are the float32
+        runner's entries, its other variants also depend on the marking (openvino_bf16)."""
         label = f"{variant}-k{frames}" if shapes is None else f"{variant}-" + "x".join(str(v) for v in shapes["luma"])
-        return self._cache.path("openvino", label, {**self._key, "variant": variant, "frames": frames, "shapes": shapes})
+        key = {**self._key, "config": self._config(variant), "variant": variant, "frames": frames, "shapes": shapes}
+        if self._bf16(variant):
+            from engine.backends.model_cache import graph_fingerprint
+            key["bf16_marks"] = graph_fingerprint("engine.backends.openvino_bf16")
+        return self._cache.path("openvino", label, key)
 
     @staticmethod
     def _checked(compiled, bf16: bool = False):
