@@ -4,7 +4,9 @@ gets (0666 less the umask). A write that fails raises WriteError (engine.errors)
 from __future__ import annotations
 
 import errno
+import glob
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -16,18 +18,29 @@ def directory_of(path: str | os.PathLike) -> Path:
     return path.parent if str(path.parent) else Path(".")
 
 
+TEMP_TOKEN_BYTES = 4   # a temporary name is .NAME.<8 hex digits><suffix>
+
+
 def create_temp(path: str | os.PathLike, suffix: str = ".part") -> tuple[int, str]:
     """A new, exclusive file beside ``path`` (fd, name), created with mode 0666 so that the
     umask decides its permissions as for any new file (mkstemp would force 0600)."""
     path = Path(path)
     directory = directory_of(path)
     for _ in range(100):
-        tmp = directory / f".{path.name}.{secrets.token_hex(4)}{suffix}"
+        tmp = directory / f".{path.name}.{secrets.token_hex(TEMP_TOKEN_BYTES)}{suffix}"
         try:
             return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), str(tmp)
         except FileExistsError:
             continue
     raise FileExistsError(errno.EEXIST, "no unused temporary name", str(directory))
+
+
+def leftovers(path: str | os.PathLike, suffix: str = ".part") -> list[Path]:
+    """The temporary files create_temp made beside ``path`` and nobody renamed (a writer that was
+    killed): only a writer of ``path`` makes these names."""
+    path = Path(path)
+    name = re.compile(rf"\.{re.escape(path.name)}\.[0-9a-f]{{{2 * TEMP_TOKEN_BYTES}}}{re.escape(suffix)}")
+    return [p for p in directory_of(path).glob(f".{glob.escape(path.name)}.*{glob.escape(suffix)}") if name.fullmatch(p.name)]
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:

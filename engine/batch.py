@@ -17,7 +17,6 @@ Dask is the optional extra ``[dask]`` (``distributed``), imported only when a cl
 from __future__ import annotations
 
 import collections
-import glob
 import inspect
 import json
 import logging
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
 from engine import strategies
+from engine.atomic import leftovers
 from engine.errors import GacnError, InputError
 from engine.imageio import (LOSSLESS_8BIT, LOSSLESS_16BIT, check_index_map, check_output_image, image_meta,
                             make_output_dir, read_image, write_bytes_atomic, write_image, write_index_map)
@@ -83,8 +83,9 @@ def stack_jobs(stacks_dir, output_dir, *, strategy: str = strategies.DEFAULT, al
     if not src.is_dir():
         raise InputError(f"{src}: not a directory")
     strategies.check(strategy)
+    from engine.align import reference_index
     from engine.fusion import stack_reference
-    stack_reference(reference, strategy, align or "auto")
+    ref = stack_reference(reference, strategy, align or "auto")
     if index_map is not None and index_map.lower() not in INDEX_MAP_EXTS:
         raise InputError(f"index map format '{index_map}': give one of {', '.join(INDEX_MAP_EXTS)}",
                          cli_message=f"--index-map with --stacks-dir takes a format, one of {', '.join(INDEX_MAP_EXTS)}; "
@@ -97,8 +98,7 @@ def stack_jobs(stacks_dir, output_dir, *, strategy: str = strategies.DEFAULT, al
         if len(frames) < 2:
             raise InputError(f"{sub}: a focus stack needs at least 2 frames, got {len(frames)}")
         if reference is not None:
-            from engine.align import reference_index
-            reference_index(stack_reference(reference, strategy, align or "auto"), len(frames))
+            reference_index(ref, len(frames))
         jobs.append(Job(sub.name, "stack", tuple(map(str, frames)), str(out / f"{sub.name}.png"), strategy, align, crop,
                         str(out / f"{sub.name}_index{index_map}") if index_map else None, reference=reference))
     if not jobs:
@@ -228,13 +228,11 @@ def _fuse_stack(job: Job, fuser) -> int:
 
 
 def _remove_leftovers(job: Job) -> None:
-    """Temporary files beside this job's outputs (engine.imageio.create_temp's names) left by an
-    earlier run of it that was killed while it wrote; only this job writes those names."""
+    """Temporary files beside this job's outputs left by an earlier run of it that was killed
+    while it wrote (engine.atomic.leftovers)."""
     for out in filter(None, (job.output, job.index_map)):
-        out = Path(out)
-        for tmp in out.parent.glob(f".{glob.escape(out.name)}.*.part"):
-            if re.fullmatch(r"[0-9a-f]{8}", tmp.name[len(out.name) + 2:-len(".part")]):
-                tmp.unlink(missing_ok=True)
+        for tmp in leftovers(out):
+            tmp.unlink(missing_ok=True)
 
 
 def execute(job: Job, fuser_options: dict) -> dict:
@@ -313,6 +311,11 @@ def check_fuser_options(options: dict) -> None:
     check_tile(options.get("tile"))
 
 
+def to_run(jobs: list[Job], overwrite: bool) -> list[int]:
+    """The indices of the jobs a run fuses: not refused, and not done unless ``overwrite``."""
+    return [i for i, job in enumerate(jobs) if not job.error and (overwrite or not job.done())]
+
+
 def run(jobs: Iterable[Job], client=None, *, overwrite: bool = False, retries: int = 2, report=None,
         on_done: Callable[[dict], None] | None = None, **fuser_options) -> Report:
     """Run ``jobs``: in this process (one Fuser, loaded once) when ``client`` is None, else as
@@ -330,14 +333,13 @@ def run(jobs: Iterable[Job], client=None, *, overwrite: bool = False, retries: i
     records = [{"name": j.name, "kind": j.kind, "inputs": list(j.inputs), "output": j.output, "index_map": j.index_map,
                 "status": "interrupted", "seconds": None, "frames": len(j.inputs), "worker": None, "tries": 0,
                 "error": None} for j in jobs]
-    pending = []
+    pending = to_run(jobs, overwrite)
+    runs = set(pending)
     for i, job in enumerate(jobs):
         if job.error:
             records[i].update(status="failed", error=job.error)
-        elif not overwrite and job.done():
+        elif i not in runs:
             records[i]["status"] = "skipped"
-        else:
-            pending.append(i)
     for folder in sorted({str(Path(j.output).parent) for j in jobs}):
         make_output_dir(folder)
     result = Report(records, started=time.time())

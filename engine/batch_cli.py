@@ -27,8 +27,6 @@ def check_batch_args(args, parser) -> None:
             parser.error(f"--{option} applies to --pairs-dir/--stacks-dir only")
     if args.stacks_dir and (args.stack or args.stream or args.demo or args.sources):
         parser.error("--stacks-dir goes alone or with --pairs-dir")
-    if args.pairs_dir and not args.stacks_dir and (args.index_map or args.crop):
-        parser.error("--index-map and --crop apply to stacks (--stack, --stacks-dir) only")
     if args.dask:
         batch.parse_address(args.dask)
 
@@ -43,7 +41,7 @@ def run_batch(args, progress) -> int:
     if args.pairs_dir:
         jobs += batch.pair_jobs(args.pairs_dir, args.output, align=args.align)
     out = Path(args.output)
-    todo = sum(not j.error and (args.overwrite or not j.done()) for j in jobs)
+    todo = len(batch.to_run(jobs, args.overwrite))
     unit = "job" if args.pairs_dir and args.stacks_dir else "pair" if args.pairs_dir else "stack"
     use_dask = args.dask and todo   # a rerun with nothing to do starts no cluster
     try:

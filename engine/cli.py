@@ -154,8 +154,7 @@ LOCAL_ONLY = ("backend", "weights", "onnx", "engine", "precision", "threads", "m
 def _check_server_args(args, parser) -> None:
     """--server: the model options are the server's; refused here rather than ignored (and the
     client's options without --server)."""
-    defaults = parser.parse_args(["-o", "x"])
-    changed = lambda keys: [f"--{k.replace('_', '-')}" for k in keys if getattr(args, k) != getattr(defaults, k)]  # noqa: E731
+    changed = lambda keys: [f"--{k.replace('_', '-')}" for k in keys if getattr(args, k) != parser.get_default(k)]  # noqa: E731
     if not args.server:
         if changed(("timeout", "retries")):
             parser.error(f"{', '.join(changed(('timeout', 'retries')))} apply with --server only")
