@@ -198,8 +198,6 @@ class Pipeline:
             reference["cse"] = cse[0]
         return cse
 
-    resident = staticmethod(resident_bytes)
-
     def plan_pair(self, shape, dtype, decision: bool, frames_held: int = 3) -> Plan:
         """The plan of a pair of ``shape`` and ``dtype`` (also before its pixels are decoded)."""
         return self.plan(2, shape[0], shape[1], pair_resident(shape, dtype, decision, frames_held))
@@ -281,6 +279,7 @@ class _StackJob:
         self._pipe, self._ex, self._ref, self._job = pipeline, pipeline.ex, ref, job
         self.max_frames = self._ex.runner.max_frames
         self._shape = self._dtype = None
+        self._plans: dict[tuple, Plan] = {}   # one plan per kind of run: every frame's is the same
 
     def reference(self, frame: np.ndarray):
         img = self._ex.put(self._ref, "frame", frame, "frame 0")
@@ -300,8 +299,11 @@ class _StackJob:
         self._ex.end(frame.workspace)
 
     def plan(self, k: int, frames_held: int, lumas: int, planes: int, extra: int = 0) -> Plan:
-        h, w = self._shape[:2]
-        return self._pipe.plan(k, h, w, self._pipe.resident(self._shape, self._dtype, frames_held, lumas, planes, extra))
+        args = (k, frames_held, lumas, planes, extra)
+        if args not in self._plans:
+            h, w = self._shape[:2]
+            self._plans[args] = self._pipe.plan(k, h, w, resident_bytes(self._shape, self._dtype, *args[1:]))
+        return self._plans[args]
 
     def mask(self, lumas, plan: Plan, reference: dict | None = None):
         return self._pipe.maps(self._job, lumas, plan, decision=False, reference=reference)[1]

@@ -126,9 +126,8 @@ class Sequential:
     """
 
     def __init__(self, frame0: np.ndarray):
-        self.peak = np.float32(preprocess.max_value(frame0.dtype))
         self.dtype = frame0.dtype
-        self.fused = frame0.astype(np.float32) / self.peak
+        self.fused = to_float(frame0)
         self.best = np.ones(frame0.shape[:2], np.float32)
         self.index = np.zeros(frame0.shape[:2], np.int32)
 
@@ -145,7 +144,7 @@ class Sequential:
     def update(self, m: np.ndarray, frame: np.ndarray, i: int) -> None:
         for rows in preprocess.bands(*m.shape[:2]):  # bands: bounded float temporaries
             mm = m[rows] if frame.ndim == 2 else m[rows, :, None]
-            self.fused[rows] = mm * self.fused[rows] + (np.float32(1) - mm) * (frame[rows].astype(np.float32) / self.peak)
+            self.fused[rows] = mm * self.fused[rows] + (np.float32(1) - mm) * to_float(frame[rows])
         mc = np.clip(m, 0, 1)
         self.best *= mc
         w = np.float32(1) - mc
