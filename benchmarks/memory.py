@@ -24,6 +24,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("GACN_TEST_DATA", REPO.parent / "shared" / "gacn"))
+if __package__ in (None, ""):
+    sys.path.insert(0, str(REPO))
 
 CLI_PROBE = r"""
 import resource, subprocess, sys, json, time
@@ -84,7 +86,6 @@ def cli_peak(args: list[str]) -> dict:
 
 def table(sizes_mp, weights: Path, backend: str, extra: list[str]) -> list[dict]:
     import cv2
-    sys.path.insert(0, str(REPO))
     from engine.testing.pairs import camera_pair
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

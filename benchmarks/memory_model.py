@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from engine.testing.memory_model import measure  # noqa: E402
 
-VARIANTS = ("whole", "tile", "sums0", "sums1", "sums2", "sums3")   # engine/variants.py
+VARIANTS = ("whole", "tile", "sums0", "sums1", "sums2", "sums3")   # what a runner runs (engine/variants.py docstring)
 DATA = Path(os.environ.get("GACN_TEST_DATA", REPO.parent / "shared" / "gacn"))
 
 
