@@ -54,18 +54,18 @@ def step_of(node: str, node_type: str, hint: str | None) -> str:
 
 
 def compile_case(core, params, case: str, shape, threads: int):
-    from engine.backends.openvino import F32
+    from engine.backends.openvino import OpenVinoRunner
     from engine.onnx_graph import build_model, TARGET_REWRITES
     rewrites = ISSUE11_REWRITES if case == "fp32-issue11" else TARGET_REWRITES["openvino"]
     onnx_model = build_model(params, variant="whole", target="openvino", frames=2, rewrites=rewrites)
     hints = {n.name: re.sub(r"_\d+$", "", n.output[0]) for n in onnx_model.graph.node}
     model = core.read_model(onnx_model.SerializeToString(), b"")
-    config = {**F32, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1", "INFERENCE_NUM_THREADS": str(threads),
+    # the runner's own settings for the case's precision
+    config = {**OpenVinoRunner(params, threads=threads, precision="bf16" if case == "bf16" else "fp32").config,
               "PERF_COUNT": "YES"}
     if case == "bf16":
         from engine.backends.openvino_bf16 import check_precisions, mark_float32
         model = mark_float32(core, model)
-        config.update({"INFERENCE_PRECISION_HINT": "bf16", "EXECUTION_MODE_HINT": "PERFORMANCE"})
     model.reshape({"luma": list(shape)})
     compiled = core.compile_model(model, "CPU", config)
     if case == "bf16":
@@ -82,13 +82,12 @@ def main(argv=None) -> int:
     p.add_argument("--weights", default=str(DATA / "GACN.pkl"))
     p.add_argument("--top", type=int, default=0, help="also list the N slowest nodes of each case")
     args = p.parse_args(argv)
-    import cv2
     import openvino as ov
+    from benchmarks.latency import test_pair
     from engine import preprocess
     from engine.checkpoint import load_gacn
-    from engine.imageio import read_image
     h, w = (int(v) for v in args.size.split("x"))
-    a, b = (cv2.resize(read_image(DATA / "pairs" / f"color_lytro_01_{i}.png"), (w, h)) for i in (1, 2))
+    a, b = test_pair(h, w)
     luma = np.ascontiguousarray(np.stack([preprocess.luma(a), preprocess.luma(b)])[:, None])
     params, core = load_gacn(args.weights), ov.Core()
     cases = {c: compile_case(core, params, c, luma.shape, args.threads) for c in args.cases.split(",")}
