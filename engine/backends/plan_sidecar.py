@@ -7,14 +7,13 @@ tile side, its four sums plans and the CSE weights the pipeline needs on the hos
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 from engine.errors import BackendError
 
 VARIANTS = ("whole", "tile")
 HARDWARE_COMPATIBILITY = ("none", "ampere+")
-REQUIRED = ("tensorrt_version", "gpu", "compute_capability")
 
 
 def sidecar_path(engine_path) -> Path:
@@ -88,3 +87,7 @@ class PlanSidecar:
 
     def to_json(self) -> str:
         return json.dumps({k: v for k, v in asdict(self).items() if v is not None}, indent=2)
+
+
+REQUIRED = tuple(f.name for f in fields(PlanSidecar) if f.default is MISSING and f.default_factory is MISSING)
+"""The fields a sidecar must give (those without a default)."""
