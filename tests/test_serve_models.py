@@ -86,6 +86,28 @@ def test_pair_model_answers_each_request_and_refuses_bad_ones(pb, weights, ort_f
         m.finalize()
 
 
+def test_a_batch_with_an_aligned_pair_is_answered_one_by_one(pb, weights, ort_fuser, golden):
+    """A dynamic batch that asks for alignment leaves Fuser.stream: each request is answered alone,
+    from its one decoding, and a bad one still gets its own error."""
+    a, b, *_ = golden("color_lytro_01")
+    a, b = a[:96, :80], b[:96, :80]
+    m = model("PairModel", weights, 4)
+    parses = []
+    real = m.parse
+    m.parse = lambda r: parses.append(r) or real(r)
+    try:
+        reqs = [Request({"A": a[None], "B": b[None]}, ["FUSED"], {"align": "none"}),
+                Request({"A": a[None], "B": b[None, :, :72]}),
+                Request({"A": a[None], "B": b[None]}, ["FUSED"], {"align": "auto"})]
+        r = m.execute(reqs)
+        assert len(parses) == len(reqs)
+        np.testing.assert_array_equal(r[0].outputs["FUSED"], ort_fuser.fuse(a, b).fused[None])
+        assert r[1].error.code == TritonError.INVALID_ARG and "size mismatch" in str(r[1].error)
+        np.testing.assert_array_equal(r[2].outputs["FUSED"], ort_fuser.fuse(a, b, align="auto").fused[None])
+    finally:
+        m.finalize()
+
+
 def test_stack_model(pb, weights, ort_fuser):
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 255, (3, 40, 48, 3), dtype=np.uint8)

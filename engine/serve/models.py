@@ -80,12 +80,13 @@ class _Model:
     def finalize(self):
         self.fuser.close()
 
-    def execute(self, requests):
+    def execute(self, requests, parsed: list | None = None):
+        """Each request answered alone (``parsed``: the requests' parse() results, if made)."""
         pb = _pb()
         responses = [None] * len(requests)
         for i, r in enumerate(requests):
             try:
-                responses[i] = self.answer(r)
+                responses[i] = self.answer(r) if parsed is None else self.answer(r, parsed[i])
             except GacnError as e:
                 responses[i] = self.error(str(e), pb.TritonError.INVALID_ARG)
             except Exception as e:  # noqa: BLE001 - a bug must not take the instance down
@@ -122,7 +123,7 @@ class PairModel(_Model):
             except GacnError as e:
                 parsed.append(e)
         if any(not isinstance(p, Exception) and p[3] != "none" for p in parsed):
-            return super().execute(requests)
+            return super().execute(requests, parsed)   # one by one, each decoded once
         maps = any(not isinstance(p, Exception) and p[2] for p in parsed)
         pairs = (p if isinstance(p, Exception) else (p[0], p[1]) for p in parsed)
         responses = []
@@ -145,8 +146,11 @@ class PairModel(_Model):
         maps = bool({"DECISION", "MASK"} & set(request.requested_output_names()))
         return a, b, maps, align, shape
 
-    def answer(self, request):
-        a, b, maps, align, shape = self.parse(request)
+    def answer(self, request, parsed=None):
+        """One request; ``parsed``: its parse() already made (or the error it raised)."""
+        if isinstance(parsed, Exception):
+            raise parsed
+        a, b, maps, align, shape = self.parse(request) if parsed is None else parsed
         res = self.fuser.fuse(a, b, maps=maps, align=align)
         return self.respond(request, {"FUSED": res.fused.reshape(shape), "DECISION": res.decision, "MASK": res.mask})
 
