@@ -289,13 +289,14 @@ class Report:
         w["peak_rss_mib"] = max(w["peak_rss_mib"], rec.get("peak_rss_mib") or 0)
 
 
-def check_fuser_options(options: dict) -> None:
-    """Refuse an option the Fuser does not take, and a bad size or tile, before any job runs;
-    with ``server`` (a GACN server's URL), only the client's ``server_timeout`` and ``server_retries``
+def check_fuser_options(options: dict, local: bool) -> None:
+    """Refuse an option the Fuser does not take, or one its backend cannot use, before any job
+    runs: in this process (``local``) or with a named backend, as the Fuser itself checks them
+    (engine.options.backend_options); with backend "auto" on a cluster the workers resolve the
+    backend, so only what holds for every backend (the size, the tile). With ``server`` (a GACN
+    server's URL), only the client's ``server_timeout`` and ``server_retries``
     (engine.client.RemoteFuser's timeout and retries) go along."""
     from engine.fusion import Fuser
-    from engine.memory import parse_size
-    from engine.tiling import check_tile
     if "server" in options:
         unknown = sorted(set(options) - {"server", "server_timeout", "server_retries"})
         if unknown:
@@ -306,9 +307,18 @@ def check_fuser_options(options: dict) -> None:
     if unknown:
         raise InputError(f"unknown Fuser option{'s' * (len(unknown) > 1)} {', '.join(unknown)}; "
                          f"known: {', '.join(sorted(known))}")
-    if options.get("max_memory") is not None:
-        parse_size(options["max_memory"])
-    check_tile(options.get("tile"))
+    backend = options.get("backend", "auto")
+    rest = {k: v for k, v in options.items() if k not in ("backend", "progress")}
+    if local or backend != "auto":
+        from engine.backends.base import resolve_backend
+        from engine.options import backend_options
+        backend_options(resolve_backend(backend, options.get("engine")), **rest)
+    else:
+        from engine.memory import parse_size
+        from engine.tiling import check_tile
+        if options.get("max_memory") is not None:
+            parse_size(options["max_memory"])
+        check_tile(options.get("tile"))
 
 
 def to_run(jobs: list[Job], overwrite: bool) -> list[int]:
@@ -329,7 +339,7 @@ def run(jobs: Iterable[Job], client=None, *, overwrite: bool = False, retries: i
     ``server_retries``: engine.client.RemoteFuser) that fuses each job read and written here."""
     jobs = list(jobs)
     check_jobs(jobs)
-    check_fuser_options(fuser_options)
+    check_fuser_options(fuser_options, local=client is None)
     records = [{"name": j.name, "kind": j.kind, "inputs": list(j.inputs), "output": j.output, "index_map": j.index_map,
                 "status": "interrupted", "seconds": None, "frames": len(j.inputs), "worker": None, "tries": 0,
                 "error": None} for j in jobs]

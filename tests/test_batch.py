@@ -205,6 +205,10 @@ def test_python_api_refuses_bad_options_and_jobs_before_writing(data, tmp_path):
     twice = batch.pair_jobs(data / "pairs", tmp_path / "out")[:1] * 2
     with pytest.raises(InputError, match="written by both"):
         batch.run(twice)
+    # an option the backend cannot use is refused as the Fuser refuses it, not once per job
+    for bad, message in (({"threads": 0}, "threads"), ({"backend": "onnxruntime", "precision": "bf16"}, "bf16")):
+        with pytest.raises(InputError, match=message):
+            batch.run(batch.pair_jobs(data / "pairs", tmp_path / "out"), **bad)
     assert not (tmp_path / "out").exists()
 
 
