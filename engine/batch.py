@@ -152,18 +152,23 @@ def _options_key(options: dict) -> tuple:
     return tuple(sorted((k, str(v)) for k, v in options.items()))
 
 
+def make_fuser(options: dict, progress=None):
+    """The fuser ``options`` describe (check_fuser_options' keys): an engine.client.RemoteFuser
+    for ``server`` (jobs read and written here, fused there), else a Fuser."""
+    if "server" in options:
+        from engine.client import RemoteFuser
+        given = {k: options[f"server_{k}"] for k in ("timeout", "retries") if options.get(f"server_{k}") is not None}
+        return RemoteFuser(options["server"], **given)
+    from engine.fusion import Fuser
+    return Fuser(**options, progress=progress)
+
+
 def _cached_fuser(options: dict):
     """This process's Fuser for ``options``, built on first use and kept; other options replace it."""
     key = _options_key(options)
     if _fuser["key"] != key:
         release_fuser()
-        if "server" in options:   # jobs fused on a GACN server (engine.client): read and written here
-            from engine.client import RemoteFuser
-            _fuser["fuser"] = RemoteFuser(options["server"], timeout=options.get("server_timeout", 120.0),
-                                          retries=options.get("server_retries", 1))
-        else:
-            from engine.fusion import Fuser
-            _fuser["fuser"] = Fuser(**options)
+        _fuser["fuser"] = make_fuser(options)
         _fuser["key"] = key
     return _fuser["fuser"]
 

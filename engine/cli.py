@@ -108,16 +108,12 @@ def _same_file(a, b) -> bool:
 
 
 def _make_fuser(args, progress=None):
-    if args.server:
-        from engine.client import RemoteFuser
-        return RemoteFuser(args.server, timeout=args.timeout, retries=args.retries)
-    from engine.fusion import Fuser
-    if args.backend in ("auto", "openvino"):
+    from engine.batch import make_fuser
+    from engine.batch_cli import fuser_options
+    if not args.server and args.backend in ("auto", "openvino"):
         from engine.backends.openvino import lean_import
         lean_import()
-    return Fuser(args.backend, weights=args.weights, onnx=args.onnx, engine=args.engine, precision=args.precision,
-                 threads=args.threads, max_memory=args.max_memory, tile=args.tile, device=args.device,
-                 progress=progress)
+    return make_fuser(fuser_options(args), progress)
 
 
 def _check_args(args, parser):
