@@ -77,12 +77,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def export_repository(args, parser) -> int:
+    """``gacn-export --triton-repo DIR``: the graph options do not apply and are refused."""
+    given = [o for o, on in (("-o", args.output), ("--plugins", args.plugins), ("--fp16", args.fp16),
+                             ("--tile", args.tile)) if on]
+    if given:
+        parser.error(f"{', '.join(given)} do(es) not apply with --triton-repo (use the --triton-* options)")
+    from engine.serve.repository import options_from_args, write_repository
+
+    def write():
+        options = options_from_args(args, prefix="triton-", weights=args.weights)
+        root = write_repository(args.triton_repo, options, tensorrt_plan=args.triton_tensorrt_plan)
+        print(f"Triton model repository written to {root}: models "
+              f"{', '.join(sorted(p.name for p in root.iterdir() if (p / 'config.pbtxt').is_file()))}")
+    return run_tool("gacn-export", write)
+
+
 def main(argv=None) -> int:
     p = build_parser()
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.triton_repo:
-        from engine.serve.repository import export_repository
         return export_repository(args, p)
     if args.output is None:
         p.error("give -o OUTPUT (or --triton-repo DIR)")

@@ -204,19 +204,3 @@ def write_repository(root, options: ModelOptions, *, tensorrt_plan: str | None =
         tmp.write_bytes(plan.read_bytes())
         os.replace(tmp, target)
     return root
-
-
-def export_repository(args, parser) -> int:
-    """``gacn-export --triton-repo DIR``: the graph options do not apply and are refused."""
-    given = [o for o, on in (("-o", args.output), ("--plugins", args.plugins), ("--fp16", args.fp16),
-                             ("--tile", args.tile)) if on]
-    if given:
-        parser.error(f"{', '.join(given)} do(es) not apply with --triton-repo (use the --triton-* options)")
-    from engine.export import run_tool
-
-    def write():
-        options = options_from_args(args, prefix="triton-", weights=args.weights)
-        root = write_repository(args.triton_repo, options, tensorrt_plan=args.triton_tensorrt_plan)
-        print(f"Triton model repository written to {root}: models "
-              f"{', '.join(sorted(p.name for p in root.iterdir() if (p / 'config.pbtxt').is_file()))}")
-    return run_tool("gacn-export", write)
