@@ -312,18 +312,14 @@ def check_fuser_options(options: dict, local: bool) -> None:
     if unknown:
         raise InputError(f"unknown Fuser option{'s' * (len(unknown) > 1)} {', '.join(unknown)}; "
                          f"known: {', '.join(sorted(known))}")
+    from engine.options import backend_options, check_common
     backend = options.get("backend", "auto")
-    rest = {k: v for k, v in options.items() if k not in ("backend", "progress")}
     if local or backend != "auto":
         from engine.backends.base import resolve_backend
-        from engine.options import backend_options
-        backend_options(resolve_backend(backend, options.get("engine")), **rest)
+        backend_options(resolve_backend(backend, options.get("engine")),
+                        **{k: v for k, v in options.items() if k not in ("backend", "progress")})
     else:
-        from engine.memory import parse_size
-        from engine.tiling import check_tile
-        if options.get("max_memory") is not None:
-            parse_size(options["max_memory"])
-        check_tile(options.get("tile"))
+        check_common(options.get("max_memory"), options.get("tile"))
 
 
 def to_run(jobs: list[Job], overwrite: bool) -> list[int]:

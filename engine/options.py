@@ -95,6 +95,14 @@ def _count(name: str, value, least: int) -> int:
     return value
 
 
+def check_common(max_memory=None, tile=None) -> int | None:
+    """The options every backend takes, checked (also before a backend is chosen): the budget
+    in bytes (None: not set) and the tile side."""
+    budget = None if max_memory is None else parse_size(max_memory)
+    check_tile(tile)
+    return budget
+
+
 def backend_options(backend: str, **given) -> Options:
     """The options object of ``backend`` (a resolved name) from the options a caller set;
     ``None`` means not set. Raises InputError for an option the backend does not take or a
@@ -113,9 +121,9 @@ def backend_options(backend: str, **given) -> Options:
         if name not in accepted:
             raise _refuse(name, value, f"does not apply to the {backend} backend; "
                                        f"it applies to {', '.join(takes(name)) or 'no backend'}")
-    if "max_memory" in values:
-        values["max_memory"] = parse_size(values["max_memory"])
-    check_tile(values.get("tile"))
+    budget = check_common(values.get("max_memory"), values.get("tile"))
+    if budget is not None:
+        values["max_memory"] = budget
     for name, least in (("threads", 1), ("device", 0)):
         if name in values:
             _count(name, values[name], least)

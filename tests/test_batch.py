@@ -212,6 +212,17 @@ def test_python_api_refuses_bad_options_and_jobs_before_writing(data, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_cluster_options_with_backend_auto_are_checked_for_every_backend():
+    """On a cluster with backend auto the workers pick the backend: what holds for every backend
+    (the size, the tile) is refused here, what depends on the backend is left to them."""
+    for bad, message in (({"max_memory": "lots"}, "lots"), ({"tile": 1}, "tile")):
+        with pytest.raises(InputError, match=message):
+            batch.check_fuser_options(bad, local=False)
+        with pytest.raises(InputError, match=message):
+            batch.check_fuser_options(bad, local=True)
+    batch.check_fuser_options({"precision": "bf16"}, local=False)   # a worker's backend may run it
+
+
 def test_ctrl_c_stops_cleanly_no_process_left_no_partial_output(data, tmp_path, weights):
     src = tmp_path / "in"
     src.mkdir()
