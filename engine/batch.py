@@ -213,23 +213,31 @@ def _fuse_pair(job: Job, fuser) -> int:
     return 2
 
 
-def _fuse_stack(job: Job, fuser) -> int:
-    """As ``gacn-fuse --stack``: the first frame decides the output's bit depth; frames are read
-    from their files (ahead, while a frame is fused), twice when the reference is not the first."""
-    from engine.fusion import fuse_stack
+def fuse_stack_files(paths: Sequence[str], output, index_map, fuse: Callable):
+    """A stack from its files (gacn-fuse --stack, a batch's stack job): the outputs checked before
+    any frame is read (the first frame's bit depth decides what they must hold), ``fuse`` called
+    on the frames (engine.imageio.ImageFiles: read ahead, while a frame is fused), the index map
+    written before the image (an existing image means both are complete). Returns fuse's StackResult."""
     from engine.imageio import ImageFiles
-    _, dtype = image_meta(job.inputs[0])
-    check_output_image(job.output, dtype)
-    if job.index_map:
-        check_index_map(job.index_map, len(job.inputs))
+    _, dtype = image_meta(paths[0])
+    check_output_image(output, dtype)
+    if index_map:
+        check_index_map(index_map, len(paths))
+    res = fuse(ImageFiles(paths))
+    if index_map:
+        write_index_map(index_map, res.index)
+    write_image(output, res.fused, announce=False)
+    return res
+
+
+def _fuse_stack(job: Job, fuser) -> int:
+    """As ``gacn-fuse --stack`` (frames read twice when the reference is not the first)."""
+    from engine.fusion import fuse_stack
     options = dict(strategy=job.strategy, align=job.align or "auto", names=list(job.inputs), crop=job.crop,
                    reference=job.reference)
-    res = (fuser.fuse_stack(ImageFiles(job.inputs), **options) if fuser else
-           fuse_stack(ImageFiles(job.inputs), pipeline=None, **options))
-    if job.index_map:   # before the image: an existing image means both are complete
-        write_index_map(job.index_map, res.index)
-    write_image(job.output, res.fused, announce=False)
-    return res.frames
+    return fuse_stack_files(job.inputs, job.output, job.index_map,
+                            lambda frames: fuser.fuse_stack(frames, **options) if fuser else
+                            fuse_stack(frames, pipeline=None, **options)).frames
 
 
 def _remove_leftovers(job: Job) -> None:

@@ -13,8 +13,8 @@ from engine.errors import GacnError, InputError
 from engine.fusion import ALIGN_MODES
 from engine.options import ALL_PRECISIONS, PRECISIONS
 from engine.strategies import DEFAULT as DEFAULT_STRATEGY, NETWORK_FREE, STRATEGIES, STRATEGY_HELP
-from engine.imageio import (check_index_map, check_output_image, check_writable, image_meta,
-                            quiet_opencv, read_image, save_npz_atomic, write_image, write_index_map)
+from engine.imageio import (check_output_image, check_writable, image_meta,
+                            quiet_opencv, read_image, save_npz_atomic, write_image)
 
 log = logging.getLogger(__name__)
 EXIT_BAD_INPUT = 2
@@ -183,28 +183,24 @@ def run_pair(args, sources, names=("source A", "source B")):
 
 
 def run_stack(args) -> int:
-    paths = args.stack
-    _, dtype = image_meta(paths[0])  # its bit depth decides what the output format must hold
-    check_output_image(args.output, dtype)
-    if args.index_map:
-        check_index_map(args.index_map, len(paths))
     from contextlib import nullcontext
     from engine.align import reference_index
+    from engine.batch import fuse_stack_files
     from engine.fusion import fuse_stack, stack_reference
-    from engine.imageio import ImageFiles
+    paths, align = args.stack, args.align or "auto"
     no_network = args.strategy in NETWORK_FREE
-    align = args.align or "auto"
-    reference_index(stack_reference(args.reference, args.strategy, align), len(paths))   # before any model loads
-    with (nullcontext() if no_network and not args.server else _make_fuser(args)) as fuser, \
-            _Bar("frames", "stack", args.quiet, total=len(paths)) as bar:   # moves per fused frame
-        t = time.perf_counter()
-        options = dict(strategy=args.strategy, align=align, names=paths, crop=args.crop, reference=args.reference)
-        res = (fuser.fuse_stack(ImageFiles(paths), **options) if args.server else
-               fuse_stack(ImageFiles(paths), pipeline=None if no_network else fuser.pipeline, progress=bar, **options))
-        log.info("fused %d frames in %.2f s (%s)", res.frames, time.perf_counter() - t, args.strategy)
-    write_image(args.output, res.fused, announce=False)
-    if args.index_map:
-        write_index_map(args.index_map, res.index)
+
+    def fuse(frames):
+        reference_index(stack_reference(args.reference, args.strategy, align), len(paths))   # before any model loads
+        with (nullcontext() if no_network and not args.server else _make_fuser(args)) as fuser, \
+                _Bar("frames", "stack", args.quiet, total=len(paths)) as bar:   # moves per fused frame
+            t = time.perf_counter()
+            options = dict(strategy=args.strategy, align=align, names=paths, crop=args.crop, reference=args.reference)
+            res = (fuser.fuse_stack(frames, **options) if args.server else
+                   fuse_stack(frames, pipeline=None if no_network else fuser.pipeline, progress=bar, **options))
+            log.info("fused %d frames in %.2f s (%s)", res.frames, time.perf_counter() - t, args.strategy)
+        return res
+    fuse_stack_files(paths, args.output, args.index_map, fuse)
     return 0
 
 
